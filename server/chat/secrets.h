@@ -1,0 +1,34 @@
+// Passwords and session tokens. Thread-safe.
+//
+// Passwords: argon2id (libsodium's crypto_pwhash_str, interactive limits),
+// applied to the NFC form. Tokens: 256 random bits from libsodium's CSPRNG,
+// sent to the client hex-encoded and stored only as their SHA-256 hash.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace quire::chat {
+
+// Must be called once before any other function here; false if the CSPRNG
+// cannot be initialised.
+bool InitSecrets();
+
+// A PHC-format argon2id hash of `password` (already NFC-normalized).
+std::string HashPassword(std::string_view password);
+
+// True when `password` matches `hash`. An empty or malformed hash never
+// matches.
+bool VerifyPassword(std::string_view password, const std::string& hash);
+
+// A hash of a password nobody knows, to verify against when the user does not
+// exist, so an unknown name takes as long as a wrong password.
+const std::string& DummyPasswordHash();
+
+// A new random token (64 hex characters).
+std::string NewToken();
+
+// The hex SHA-256 of a token: what the store keeps.
+std::string HashToken(std::string_view token);
+
+}  // namespace quire::chat

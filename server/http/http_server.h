@@ -1,0 +1,139 @@
+// HttpServer: Quire's one wrapper around Pistache 0.0.5.
+//
+// Everything Pistache-specific lives behind this header (and its one .cc), so
+// the rest of the server is plain C++ and Pistache's traps are handled once:
+//  - handlers never run on a reactor thread: each request is handed to a
+//    worker pool, so a slow query never stalls other connections;
+//  - responses and stream chunks are sent from any thread through the peer's
+//    write queue; ResponseStream::flush() is never called off the reactor;
+//  - keep-alive is answered properly, idle streams are not cut with a 408;
+//  - chunked request bodies and bodies over the hard limit are refused with a
+//    JSON error before Pistache buffers them;
+//  - path and query are percent-decoded; exceptions never become a 500 with
+//    their text as body.
+//
+// Thread-safety: HttpServer's methods are called from one thread (main).
+// Responder and ResponseStream may be used from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace quire::http {
+
+struct Request {
+  std::string method;  // "GET", "POST", "DELETE", ... (upper case)
+  std::string path;    // percent-decoded, without the query
+  // Percent-decoded query parameters ('+' is a space). The last one of a name wins.
+  std::map<std::string, std::string> query;
+  bool query_malformed = false;  // a bad percent escape somewhere in the path or query
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::map<std::string, std::string> cookies;
+  std::string body;
+
+  // The header's value, or nullptr when absent. `name` is lower case.
+  const std::string* Header(const std::string& name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;  // empty for 204
+  std::string content_type = "application/json";
+  std::vector<std::string> set_cookies;  // each a full Set-Cookie value
+};
+
+// A chunked response being streamed. Writes are queued and sent by the
+// connection's reactor; they never block.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+
+  // Queues one chunk built by MakeChunk. Returns false, and sends nothing,
+  // once the client has gone or End() was called.
+  virtual bool Write(std::shared_ptr<const std::string> chunk) = 0;
+
+  // Bytes queued but not yet written to the socket.
+  virtual std::size_t PendingBytes() const = 0;
+
+  // Waits until PendingBytes() <= limit, the client goes, or the timeout
+  // passes. Returns true when the limit was reached.
+  virtual bool WaitPendingAtMost(std::size_t limit, std::chrono::milliseconds timeout) = 0;
+
+  // Sends the final chunk: the response is complete and the connection is
+  // free for the next request. Idempotent.
+  virtual void End() = 0;
+
+  // True once the client disconnected or End() was called.
+  virtual bool Closed() const = 0;
+
+  // Runs `callback` (on an arbitrary thread) once the client disconnects or
+  // End() is called; at once if that already happened.
+  virtual void OnClose(std::function<void()> callback) = 0;
+};
+
+// Frames `payload` as one HTTP/1.1 chunk. Build it once and write the same
+// bytes to every stream.
+std::shared_ptr<const std::string> MakeChunk(std::string_view payload);
+
+// Answers one request, exactly once, from any thread.
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual void Send(Response response) = 0;
+  // Sends the status line and headers of a chunked response at once and
+  // returns the stream for its body. `headers` are (name, value) pairs.
+  virtual std::shared_ptr<ResponseStream> StartStream(
+      int status, const std::vector<std::pair<std::string, std::string>>& headers) = 0;
+};
+
+// The application. Runs on a worker thread and may block. If it returns
+// without answering, the request gets a 500 JSON error; an exception it throws
+// is logged and answered the same way.
+using Handler = std::function<void(const Request&, Responder&)>;
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0 picks a free one
+  int reactor_threads = 2;
+  int worker_threads = 8;
+  // A request whose body is larger, or announced larger, is answered 413 at
+  // once without reading it. The application enforces its own smaller limit.
+  std::size_t hard_body_limit = 1 << 20;
+  std::chrono::seconds header_timeout{30};
+  // Idle keep-alive connections and open streams are closed after this long;
+  // stream clients reconnect with Last-Event-ID.
+  std::chrono::seconds keepalive_timeout{600};
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, Handler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts serving in background threads. On failure (address in
+  // use, bad address) returns false and sets *error to one line.
+  bool Start(std::string* error);
+
+  // The bound port (after Start).
+  std::uint16_t port() const;
+
+  // Stops accepting, ends every open stream, lets handlers in flight finish
+  // and closes the listener. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace quire::http
