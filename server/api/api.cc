@@ -1,0 +1,408 @@
+#include "server/api/api.h"
+
+#include <charconv>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/chat/event_json.h"
+#include "server/chat/names.h"
+#include "server/chat/time_format.h"
+
+namespace quire::api {
+namespace {
+
+using chat::Error;
+using json = nlohmann::ordered_json;
+
+constexpr char kCookieName[] = "identity";
+constexpr char kCookieAttributes[] = "; HttpOnly; SameSite=Strict; Path=/";
+
+int HttpStatus(Error::Kind kind) {
+  switch (kind) {
+    case Error::Kind::kBadRequest:
+      return 400;
+    case Error::Kind::kUnauthorized:
+      return 401;
+    case Error::Kind::kForbidden:
+      return 403;
+    case Error::Kind::kNotFound:
+      return 404;
+    case Error::Kind::kConflict:
+      return 409;
+    case Error::Kind::kGone:
+      return 410;
+    case Error::Kind::kNotSetUp:
+      return 503;
+    case Error::Kind::kUnavailable:
+      return 503;
+  }
+  return 503;
+}
+
+std::string ErrorBody(const std::string& message) {
+  return json{{"error", message}}.dump();
+}
+
+// A non-negative decimal integer that fits in int64, nothing else.
+std::optional<std::int64_t> ParseSequence(std::string_view text) {
+  if (text.empty() || text.size() > 19) return std::nullopt;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    parts.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return parts;
+}
+
+}  // namespace
+
+struct Api::Call {
+  const http::Request& request;
+  http::Responder& responder;
+  std::string param;  // the :id of the route, if it has one
+  chat::Identity who;
+
+  void Reply(int status, const json& body, std::vector<std::string> cookies = {}) {
+    http::Response response;
+    response.status = status;
+    response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    response.set_cookies = std::move(cookies);
+    responder.Send(std::move(response));
+  }
+  void Fail(int status, const std::string& message) {
+    http::Response response;
+    response.status = status;
+    response.body = ErrorBody(message);
+    responder.Send(std::move(response));
+  }
+  void Fail(const Error& error) { Fail(HttpStatus(error.kind), error.message); }
+  void NoContent(std::vector<std::string> cookies) {
+    http::Response response;
+    response.status = 204;
+    response.set_cookies = std::move(cookies);
+    responder.Send(std::move(response));
+  }
+
+  // The body as a JSON object, or nullopt after answering 400. An empty body
+  // counts as {} where `empty_ok`.
+  std::optional<json> Object(bool empty_ok = false) {
+    const std::string& body = request.body;
+    if (empty_ok && body.find_first_not_of(" \t\r\n") == std::string::npos) return json::object();
+    if (!chat::IsValidUtf8(body)) {
+      Fail(400, "request body is not valid UTF-8");
+      return std::nullopt;
+    }
+    json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) {
+      Fail(400, "request body is not valid JSON");
+      return std::nullopt;
+    }
+    if (!parsed.is_object()) {
+      Fail(400, "request body must be a JSON object");
+      return std::nullopt;
+    }
+    return parsed;
+  }
+
+  // Reads the named string fields, or answers 400 and returns false.
+  bool Strings(const json& object,
+               std::initializer_list<std::pair<const char*, std::string*>> fields) {
+    for (const auto& [name, out] : fields) {
+      auto it = object.find(name);
+      if (it == object.end()) {
+        Fail(400, std::string("missing field \"") + name + "\"");
+        return false;
+      }
+      if (!it->is_string()) {
+        Fail(400, std::string("field \"") + name + "\" must be a string");
+        return false;
+      }
+      *out = it->get<std::string>();
+    }
+    return true;
+  }
+};
+
+namespace {
+
+std::string LoginCookie(const std::string& token) {
+  return std::string(kCookieName) + "=" + token + kCookieAttributes;
+}
+
+std::string ClearedCookie() {
+  return std::string(kCookieName) + "=" + kCookieAttributes + "; Max-Age=0";
+}
+
+json LoginJson(const chat::Login& login) {
+  return json{{"id", login.user_id}, {"name", login.name}};
+}
+
+}  // namespace
+
+Api::Api(chat::ChatService& service, fanout::EventHub& hub, ApiOptions options)
+    : service_(service), hub_(hub), options_(options) {}
+
+void Api::Handle(const http::Request& request, http::Responder& responder) {
+  Call call{request, responder, {}, {}};
+  Dispatch(call);
+}
+
+namespace {
+
+enum class Auth { kNone, kRequired };
+
+}  // namespace
+
+struct Api::Route {
+  const char* method;
+  const char* pattern;  // matched segment by segment; ":id" is any one segment
+  Auth auth;
+  void (Api::*run)(Call&);
+};
+
+// The routes of the contract.
+const Api::Route Api::kRoutes[] = {
+    {"POST", "/api/setup", Auth::kNone, &Api::Setup},
+    {"POST", "/api/auth/login", Auth::kNone, &Api::LogIn},
+    {"POST", "/api/auth/logout", Auth::kRequired, &Api::LogOut},
+    {"POST", "/api/password", Auth::kRequired, &Api::ChangePassword},
+    {"POST", "/api/invite", Auth::kRequired, &Api::Invite},
+    {"GET", "/api/invite/:id", Auth::kNone, &Api::GetInvitation},
+    {"POST", "/api/invite/:id", Auth::kNone, &Api::AcceptInvitation},
+    {"GET", "/api/boot", Auth::kRequired, &Api::Boot},
+    {"GET", "/api/events", Auth::kRequired, &Api::Events},
+    {"POST", "/api/conversations", Auth::kRequired, &Api::CreateConversation},
+    {"POST", "/api/conversations/:id", Auth::kRequired, &Api::SendMessage},
+    {"DELETE", "/api/conversations/:id", Auth::kRequired, &Api::DeleteConversation},
+    {"DELETE", "/api/messages/:id", Auth::kRequired, &Api::DeleteMessage},
+};
+
+void Api::Dispatch(Call& call) {
+  // Find the route: path first, then method.
+  const std::vector<std::string_view> path = Segments(call.request.path);
+  const Route* found = nullptr;
+  bool path_known = false;
+  for (const Route& entry : kRoutes) {
+    const std::vector<std::string_view> pattern = Segments(entry.pattern);
+    if (pattern.size() != path.size()) continue;
+    bool match = true;
+    std::string param;
+    for (std::size_t i = 0; i < pattern.size() && match; ++i) {
+      if (pattern[i] == ":id") {
+        match = !path[i].empty();
+        param = std::string(path[i]);
+      } else {
+        match = pattern[i] == path[i];
+      }
+    }
+    if (!match) continue;
+    path_known = true;
+    if (call.request.method == entry.method) {
+      found = &entry;
+      call.param = std::move(param);
+      break;
+    }
+  }
+
+  const bool is_setup = found && found->run == &Api::Setup;  // the one route before setup
+  if (!is_setup) {
+    chat::Result<bool> set_up = service_.IsSetUp();
+    if (!set_up.ok()) return call.Fail(set_up.error());
+    if (!set_up.value()) return call.Fail(503, "Quire is not set up yet: POST /api/setup first");
+  }
+  if (!found) {
+    if (path_known) return call.Fail(405, "method not allowed");
+    return call.Fail(404, "no such endpoint");
+  }
+  if (call.request.body.size() > options_.max_body_bytes) {
+    return call.Fail(413, "request body is larger than 64 KiB");
+  }
+  if (found->auth == Auth::kRequired) {
+    auto cookie = call.request.cookies.find(kCookieName);
+    if (cookie == call.request.cookies.end()) return call.Fail(401, "not logged in");
+    auto who = service_.Authenticate(cookie->second);
+    if (!who.ok()) return call.Fail(who.error());
+    call.who = std::move(who.value());
+  }
+  (this->*found->run)(call);
+}
+
+void Api::ReplyLogin(Call& call, const chat::Result<chat::Login>& result) {
+  if (!result.ok()) return call.Fail(result.error());
+  call.Reply(200, LoginJson(result.value()), {LoginCookie(result.value().token)});
+}
+
+void Api::Setup(Call& c) {
+  std::string name, password;
+  auto body = c.Object();
+  if (!body || !c.Strings(*body, {{"name", &name}, {"password", &password}})) return;
+  ReplyLogin(c, service_.Setup(name, password));
+}
+
+void Api::LogIn(Call& c) {
+  std::string name, password;
+  auto body = c.Object();
+  if (!body || !c.Strings(*body, {{"name", &name}, {"password", &password}})) return;
+  ReplyLogin(c, service_.LogIn(name, password));
+}
+
+void Api::LogOut(Call& c) {
+  if (!c.Object(/*empty_ok=*/true)) return;
+  auto r = service_.LogOut(c.who);
+  if (!r.ok()) return c.Fail(r.error());
+  c.NoContent({ClearedCookie()});
+}
+
+void Api::ChangePassword(Call& c) {
+  std::string current, to;
+  auto body = c.Object();
+  if (!body || !c.Strings(*body, {{"password", &current}, {"to", &to}})) return;
+  ReplyLogin(c, service_.ChangePassword(c.who, current, to));
+}
+
+void Api::Invite(Call& c) {
+  if (!c.Object(/*empty_ok=*/true)) return;
+  ReplyInvitation(c, service_.Invite(c.who));
+}
+
+void Api::GetInvitation(Call& c) {
+  ReplyInvitation(c, service_.GetInvitation(c.param));
+}
+
+void Api::ReplyInvitation(Call& c, const chat::Result<chat::InvitationView>& r) {
+  if (!r.ok()) return c.Fail(r.error());
+  c.Reply(200, json{{"id", r.value().id},
+                    {"issuer", r.value().issuer},
+                    {"issued_at", chat::FormatTimestamp(r.value().issued_at)}});
+}
+
+void Api::AcceptInvitation(Call& c) {
+  std::string name, password;
+  auto body = c.Object();
+  if (!body || !c.Strings(*body, {{"name", &name}, {"password", &password}})) return;
+  ReplyLogin(c, service_.AcceptInvitation(c.param, name, password));
+}
+
+void Api::CreateConversation(Call& c) {
+  std::string name;
+  auto body = c.Object();
+  if (!body || !c.Strings(*body, {{"name", &name}})) return;
+  auto r = service_.CreateConversation(c.who, name);
+  if (!r.ok()) return c.Fail(r.error());
+  c.Reply(202, json{{"id", r.value().id}, {"name", r.value().name}});
+}
+
+void Api::SendMessage(Call& c) {
+  std::string text;
+  auto body = c.Object();
+  if (!body || !c.Strings(*body, {{"body", &text}})) return;
+  const std::string* key = c.request.Header("idempotency-key");
+  auto r = service_.SendMessage(c.who, c.param, text, key ? *key : std::string());
+  if (!r.ok()) return c.Fail(r.error());
+  const storage::Message& m = r.value();
+  c.Reply(202, json{{"id", m.id},
+                    {"conversation", m.conversation},
+                    {"sender", m.sender},
+                    {"body", m.body},
+                    {"at", chat::FormatTimestamp(m.at)}});
+}
+
+void Api::DeleteConversation(Call& c) {
+  auto r = service_.DeleteConversation(c.who, c.param);
+  if (!r.ok()) return c.Fail(r.error());
+  c.Reply(202, json{{"id", c.param}});
+}
+
+void Api::DeleteMessage(Call& c) {
+  auto r = service_.DeleteMessage(c.who, c.param);
+  if (!r.ok()) return c.Fail(r.error());
+  c.Reply(202, json{{"id", c.param}});
+}
+
+void Api::Boot(Call& call) {
+  storage::Store& store = service_.store();
+  storage::Head head;
+  storage::Status s = store.GetHead(&head);
+  if (!s.ok()) return call.Fail(chat::StorageError(s));
+  const std::int64_t resume_point = head.last_seq;
+
+  auto stream = call.responder.StartStream(
+      200, {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}});
+  std::string page = json{{"login", {{"id", call.who.user_id}, {"name", call.who.name}}},
+                          {"resume_point", resume_point},
+                          {"heartbeat", options_.heartbeat_seconds}}
+                         .dump();
+  page.pop_back();  // reopen the object to append the events
+  page += ",\"events\":[";
+  std::vector<storage::Event> events;
+  std::int64_t cursor = 0;
+  bool first = true;
+  for (;;) {
+    events.clear();
+    s = store.ReadEvents(cursor, resume_point, options_.boot_page, &events);
+    if (!s.ok()) {
+      // Headers are out; cutting the body short is the only honest signal.
+      std::fprintf(stderr, "quire: boot read failed: %s\n", s.ToString().c_str());
+      return;  // the stream is dropped without its final chunk
+    }
+    for (const storage::Event& event : events) {
+      if (!first) page += ',';
+      first = false;
+      page += chat::EventJson(event);
+      cursor = event.seq;
+    }
+    const bool last = events.size() < options_.boot_page;
+    if (last) page += "]}";
+    if (!stream->Write(http::MakeChunk(page))) return;
+    page.clear();
+    if (last) break;
+    // Keep at most a few pages queued per client.
+    if (!stream->WaitPendingAtMost(1 << 20, std::chrono::seconds(60))) return;
+  }
+  stream->End();
+}
+
+void Api::Events(Call& call) {
+  const http::Request& request = call.request;
+  auto query = request.query.find("resume_point");
+  if (request.query_malformed || query == request.query.end()) {
+    return call.Fail(400, "resume_point is required");
+  }
+  std::optional<std::int64_t> start = ParseSequence(query->second);
+  if (!start) return call.Fail(400, "resume_point must be a non-negative integer");
+  if (const std::string* last_id = request.Header("last-event-id"); last_id && !last_id->empty()) {
+    start = ParseSequence(*last_id);
+    if (!start) return call.Fail(400, "Last-Event-ID must be a non-negative integer");
+  }
+  storage::Head head;
+  storage::Status s = service_.store().GetHead(&head);
+  if (!s.ok()) return call.Fail(chat::StorageError(s));
+  if (*start > head.last_seq) {
+    return call.Fail(400, "resume_point is newer than the newest event; boot again");
+  }
+  if (*start < head.purged_through) {
+    return call.Fail(410, "events after resume_point have been purged; boot again");
+  }
+  auto stream = call.responder.StartStream(200, {{"Content-Type", "text/event-stream"},
+                                                 {"Cache-Control", "no-cache"},
+                                                 {"X-Accel-Buffering", "no"}});
+  hub_.Attach(std::move(stream), *start, call.who.user_id, call.who.token_hash);
+}
+
+}  // namespace quire::api

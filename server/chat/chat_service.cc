@@ -1,0 +1,325 @@
+#include "server/chat/chat_service.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "server/chat/ids.h"
+#include "server/chat/names.h"
+#include "server/chat/secrets.h"
+
+namespace quire::chat {
+namespace {
+
+using storage::Micros;
+using storage::Status;
+using storage::Write;
+
+constexpr Micros kSecond = 1000000;
+constexpr std::size_t kMaxPasswordBytes = 4096;
+constexpr std::size_t kMaxIdempotencyKeyBytes = 255;
+
+Error BadRequest(std::string message) {
+  return Error{Error::Kind::kBadRequest, std::move(message)};
+}
+Error NotFound(std::string message) {
+  return Error{Error::Kind::kNotFound, std::move(message)};
+}
+Error Conflict(std::string message) {
+  return Error{Error::Kind::kConflict, std::move(message)};
+}
+Error Unauthorized() {
+  return Error{Error::Kind::kUnauthorized, "not logged in"};
+}
+
+// A valid NFC name, or the reason it is not one.
+Result<std::string> NormalizeName(const std::string& raw) {
+  std::optional<std::string> nfc = ToNfc(raw);
+  if (!nfc) return BadRequest("name is not valid UTF-8");
+  if (auto problem = NameProblem(*nfc)) return BadRequest(*problem);
+  return *nfc;
+}
+
+// Checks a new password and returns the argon2id hash of its NFC form.
+Result<std::string> NewPasswordHash(const std::string& raw) {
+  if (raw.empty()) return BadRequest("password must not be empty");
+  if (raw.size() > kMaxPasswordBytes) return BadRequest("password is too long");
+  std::optional<std::string> nfc = ToNfc(raw);
+  if (!nfc) return BadRequest("password is not valid UTF-8");
+  std::string hash = HashPassword(*nfc);
+  // Hashing fails only when its 64 MiB cannot be had.
+  if (hash.empty()) return Error{Error::Kind::kUnavailable, "the server is overloaded, try again"};
+  return hash;
+}
+
+// Applies one operation through the committer.
+Write Commit(Committer& committer, storage::op::Operation op) {
+  Write write{std::move(op), Status::Ok(), 0};
+  committer.Submit(write);
+  return write;
+}
+
+}  // namespace
+
+Error StorageError(const Status& status) {
+  std::fprintf(stderr, "quire: storage error: %s\n", status.ToString().c_str());
+  return Error{Error::Kind::kUnavailable, "the database is unavailable, try again"};
+}
+
+ChatService::ChatService(storage::Store& store, Committer& committer, Clock& clock, Policy policy)
+    : store_(store), committer_(committer), clock_(clock), policy_(policy) {}
+
+Result<bool> ChatService::IsSetUp() {
+  if (set_up_.load(std::memory_order_acquire)) return true;
+  bool has_users = false;
+  Status s = store_.HasUsers(&has_users);
+  if (!s.ok()) return StorageError(s);
+  if (has_users) set_up_.store(true, std::memory_order_release);
+  return has_users;
+}
+
+storage::Session ChatService::NewSession(const std::string& user_id, std::string* token) {
+  *token = NewToken();
+  const Micros now = clock_.Now();
+  return storage::Session{HashToken(*token), user_id, now, now};
+}
+
+Result<Login> ChatService::Setup(const std::string& raw_name, const std::string& raw_password) {
+  Result<std::string> name = NormalizeName(raw_name);
+  if (!name.ok()) return name.error();
+  Result<std::string> password_hash = NewPasswordHash(raw_password);
+  if (!password_hash.ok()) return password_hash.error();
+
+  storage::op::Setup op;
+  op.user = storage::User{NewId(IdKind::kUser), name.value(), CanonicalName(name.value()),
+                          password_hash.value(), clock_.Now()};
+  Login login{op.user.id, op.user.name, ""};
+  op.session = NewSession(op.user.id, &login.token);
+  Write w = Commit(committer_, std::move(op));
+  if (w.status.IsConflict()) return Conflict("setup has already been done");
+  if (!w.status.ok()) return StorageError(w.status);
+  set_up_.store(true, std::memory_order_release);
+  return login;
+}
+
+Result<Login> ChatService::LogIn(const std::string& raw_name, const std::string& raw_password) {
+  const Error rejected{Error::Kind::kUnauthorized, "unknown name or wrong password"};
+  std::optional<std::string> nfc_name = ToNfc(raw_name);
+  std::optional<std::string> password = ToNfc(raw_password);
+  storage::User user;
+  Status s = Status::NotFound("");
+  if (nfc_name && !nfc_name->empty())
+    s = store_.FindUserByCanonicalName(CanonicalName(*nfc_name), &user);
+  if (!s.ok() && !s.IsNotFound()) return StorageError(s);
+  // Verify against a dummy hash for unknown names so both failures take as long.
+  const bool known = s.ok();
+  const bool match =
+      VerifyPassword(password.value_or(""), known ? user.password_hash : DummyPasswordHash());
+  if (!known || !match || !password) return rejected;
+  return NewLogin(user);
+}
+
+Result<Login> ChatService::NewLogin(const storage::User& user) {
+  Login login{user.id, user.name, ""};
+  storage::op::CreateSession op{NewSession(user.id, &login.token)};
+  Write w = Commit(committer_, std::move(op));
+  if (!w.status.ok()) return StorageError(w.status);
+  return login;
+}
+
+Result<Identity> ChatService::Authenticate(const std::string& token) {
+  if (token.empty() || token.size() > 256) return Unauthorized();
+  const std::string hash = HashToken(token);
+  storage::Session session;
+  Status s = store_.FindSession(hash, &session);
+  if (s.IsNotFound()) return Unauthorized();
+  if (!s.ok()) return StorageError(s);
+  const Micros now = clock_.Now();
+  if (now - session.last_used > policy_.session_ttl) return Unauthorized();
+  storage::User user;
+  s = store_.GetUser(session.user_id, &user);
+  if (s.IsNotFound()) return Unauthorized();
+  if (!s.ok()) return StorageError(s);
+  // Renew, but write at most once per 1/20 of the TTL (and per minute at most)
+  // rather than on every request.
+  const Micros granularity = std::min<Micros>(policy_.session_ttl / 20, 60 * kSecond);
+  if (now - session.last_used >= granularity) {
+    Write w = Commit(committer_, storage::op::TouchSession{hash, now});
+    if (w.status.IsNotFound()) return Unauthorized();  // logged out meanwhile
+    if (!w.status.ok()) return StorageError(w.status);
+  }
+  return Identity{user.id, user.name, hash};
+}
+
+Result<Done> ChatService::LogOut(const Identity& who) {
+  Write w = Commit(committer_, storage::op::DeleteSession{who.token_hash});
+  if (w.status.IsNotFound()) return Unauthorized();
+  if (!w.status.ok()) return StorageError(w.status);
+  if (observer_) observer_->SessionEnded(who.token_hash);
+  return Done{};
+}
+
+Result<Login> ChatService::ChangePassword(const Identity& who, const std::string& raw_current,
+                                          const std::string& raw_to) {
+  Result<std::string> to_hash = NewPasswordHash(raw_to);
+  if (!to_hash.ok()) return to_hash.error();
+  storage::User user;
+  Status s = store_.GetUser(who.user_id, &user);
+  if (!s.ok()) return s.IsNotFound() ? Result<Login>(Unauthorized()) : StorageError(s);
+  std::optional<std::string> current = ToNfc(raw_current);
+  if (!current || !VerifyPassword(*current, user.password_hash)) {
+    return BadRequest("the current password is wrong");
+  }
+  storage::op::ChangePassword op;
+  op.user_id = user.id;
+  op.password_hash = to_hash.value();
+  Login login{user.id, user.name, ""};
+  op.session = NewSession(user.id, &login.token);
+  const std::string kept = op.session.token_hash;
+  Write w = Commit(committer_, std::move(op));
+  if (w.status.IsNotFound()) return Unauthorized();
+  if (!w.status.ok()) return StorageError(w.status);
+  if (observer_) observer_->UserSessionsEnded(user.id, kept);
+  return login;
+}
+
+Result<InvitationView> ChatService::Invite(const Identity& who) {
+  storage::Invitation invitation{NewId(IdKind::kInvitation), who.user_id, clock_.Now(), false};
+  Write w = Commit(committer_, storage::op::CreateInvitation{invitation});
+  if (!w.status.ok()) return StorageError(w.status);
+  return InvitationView{invitation.id, invitation.issuer_id, invitation.issued_at};
+}
+
+Result<InvitationView> ChatService::GetInvitation(const std::string& id) {
+  const Error unknown = NotFound("no such invitation, or it was used or has expired");
+  if (!LooksLikeId(id, IdKind::kInvitation)) return unknown;
+  storage::Invitation invitation;
+  Status s = store_.GetInvitation(id, &invitation);
+  if (s.IsNotFound()) return unknown;
+  if (!s.ok()) return StorageError(s);
+  if (invitation.used || clock_.Now() - invitation.issued_at > policy_.invite_ttl) return unknown;
+  storage::User issuer;
+  s = store_.GetUser(invitation.issuer_id, &issuer);
+  if (!s.ok()) return s.IsNotFound() ? Result<InvitationView>(unknown) : StorageError(s);
+  return InvitationView{invitation.id, issuer.name, invitation.issued_at};
+}
+
+Result<Login> ChatService::AcceptInvitation(const std::string& id, const std::string& raw_name,
+                                            const std::string& raw_password) {
+  Result<std::string> name = NormalizeName(raw_name);
+  if (!name.ok()) return name.error();
+  Result<std::string> password_hash = NewPasswordHash(raw_password);
+  if (!password_hash.ok()) return password_hash.error();
+  const Error unknown = NotFound("no such invitation, or it was used or has expired");
+  if (!LooksLikeId(id, IdKind::kInvitation)) return unknown;
+
+  storage::op::AcceptInvitation op;
+  const Micros now = clock_.Now();
+  op.invitation_id = id;
+  op.issued_after = now - policy_.invite_ttl;
+  op.user = storage::User{NewId(IdKind::kUser), name.value(), CanonicalName(name.value()),
+                          password_hash.value(), now};
+  Login login{op.user.id, op.user.name, ""};
+  op.session = NewSession(op.user.id, &login.token);
+  Write w = Commit(committer_, std::move(op));
+  if (w.status.IsNotFound()) return unknown;
+  if (w.status.IsConflict()) return Conflict("that name is taken");
+  if (!w.status.ok()) return StorageError(w.status);
+  return login;
+}
+
+Result<storage::Conversation> ChatService::CreateConversation(const Identity& /*who*/,
+                                                              const std::string& raw_name) {
+  Result<std::string> name = NormalizeName(raw_name);
+  if (!name.ok()) return name.error();
+  const Micros now = clock_.Now();
+  storage::Conversation conversation{NewId(IdKind::kConversation),
+                                     name.value(),
+                                     CanonicalName(name.value()),
+                                     now,
+                                     now,
+                                     std::nullopt};
+  Write w = Commit(committer_, storage::op::CreateConversation{conversation});
+  if (w.status.IsConflict()) return Conflict("a conversation with that name exists");
+  if (!w.status.ok()) return StorageError(w.status);
+  return conversation;
+}
+
+Result<storage::Message> ChatService::SendMessage(const Identity& who,
+                                                  const std::string& conversation_id,
+                                                  const std::string& raw_body,
+                                                  const std::string& idempotency_key) {
+  std::optional<std::string> body = ToNfc(raw_body);
+  if (!body) return BadRequest("body is not valid UTF-8");
+  if (auto problem = BodyProblem(*body)) return BadRequest(*problem);
+  if (idempotency_key.size() > kMaxIdempotencyKeyBytes) {
+    return BadRequest("Idempotency-Key is longer than 255 bytes");
+  }
+  const Error unknown = NotFound("no such conversation");
+  const Micros now = clock_.Now();
+  storage::op::SendMessage op;
+  op.message = storage::Message{
+      NewId(IdKind::kMessage), conversation_id, who.user_id, std::move(*body), now, std::nullopt};
+  op.idempotency_key = idempotency_key;
+  op.key_after = now - policy_.idempotency_window;
+  // An id of the wrong shape cannot exist, but a replayed key still answers.
+  if (!LooksLikeId(conversation_id, IdKind::kConversation) && idempotency_key.empty()) {
+    return unknown;
+  }
+  Write w = Commit(committer_, std::move(op));
+  if (w.status.IsNotFound()) return unknown;
+  if (!w.status.ok()) return StorageError(w.status);
+  return std::get<storage::op::SendMessage>(w.op).message;
+}
+
+Result<Done> ChatService::DeleteConversation(const Identity& /*who*/, const std::string& id) {
+  const Error unknown = NotFound("no such conversation");
+  if (!LooksLikeId(id, IdKind::kConversation)) return unknown;
+  Write w = Commit(committer_, storage::op::DeleteConversation{id, clock_.Now()});
+  if (w.status.IsNotFound()) return unknown;
+  if (w.status.IsConflict()) return Conflict("the conversation still has messages");
+  if (!w.status.ok()) return StorageError(w.status);
+  return Done{};
+}
+
+Result<Done> ChatService::DeleteMessage(const Identity& who, const std::string& id) {
+  const Error unknown = NotFound("no such message");
+  if (!LooksLikeId(id, IdKind::kMessage)) return unknown;
+  storage::Message message;
+  Status s = store_.GetMessage(id, &message);
+  if (s.IsNotFound() || (s.ok() && message.deleted_at)) return unknown;
+  if (!s.ok()) return StorageError(s);
+  // Only the sender may delete a message; the sender of a message never changes.
+  if (message.sender != who.user_id) {
+    return Error{Error::Kind::kForbidden, "only the sender may delete a message"};
+  }
+  Write w = Commit(committer_, storage::op::DeleteMessage{id, clock_.Now()});
+  if (w.status.IsNotFound()) return unknown;
+  if (!w.status.ok()) return StorageError(w.status);
+  return Done{};
+}
+
+Result<Done> ChatService::RunRetention() {
+  const Micros now = clock_.Now();
+  storage::op::Expire expire;
+  expire.messages_sent_before = now - policy_.message_ttl;
+  expire.conversations_idle_before = now - policy_.conversation_ttl;
+  expire.at = now;
+  storage::op::Purge purge;
+  purge.deleted_before = now - policy_.purge_after;
+  purge.sessions_used_before = now - policy_.session_ttl;
+  purge.invitations_issued_before = now - policy_.invite_ttl;
+  purge.idempotency_before = now - policy_.idempotency_window;
+  Write w = Commit(committer_, expire);
+  if (!w.status.ok()) return StorageError(w.status);
+  w = Commit(committer_, purge);
+  if (!w.status.ok()) return StorageError(w.status);
+  return Done{};
+}
+
+Micros ChatService::RetentionInterval() const {
+  const Micros shortest =
+      std::min({policy_.message_ttl, policy_.conversation_ttl, policy_.purge_after});
+  return std::clamp<Micros>(shortest / 10, 100000, 60 * kSecond);
+}
+
+}  // namespace quire::chat

@@ -1,0 +1,150 @@
+// ChatService: the chat domain, written once above the storage seam.
+//
+// It validates and normalizes input, makes ids, hashes passwords and tokens,
+// decides who may do what and when things expire, and turns each request into
+// storage operations handed to the Committer. It knows nothing of HTTP: errors
+// come back as an Error kind that the API layer maps to a status code.
+//
+// Thread-safety: every method may be called concurrently.
+// Ownership: the Store, Committer and Clock must outlive the service.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "server/chat/clock.h"
+#include "server/chat/committer.h"
+#include "storage/store.h"
+
+namespace quire::chat {
+
+struct Policy {
+  storage::Micros message_ttl = 90LL * 86400 * 1000000;
+  storage::Micros conversation_ttl = 90LL * 86400 * 1000000;
+  storage::Micros purge_after = 7LL * 86400 * 1000000;
+  storage::Micros invite_ttl = 24LL * 3600 * 1000000;
+  storage::Micros session_ttl = 7LL * 86400 * 1000000;
+  storage::Micros idempotency_window = 24LL * 3600 * 1000000;
+};
+
+struct Error {
+  enum class Kind {
+    kBadRequest,    // 400
+    kUnauthorized,  // 401
+    kForbidden,     // 403
+    kNotFound,      // 404
+    kConflict,      // 409
+    kGone,          // 410
+    kNotSetUp,      // 503: no user exists yet
+    kUnavailable,   // 503: the database cannot be reached
+  };
+  Kind kind;
+  std::string message;
+};
+
+// A value or an Error.
+template <class T>
+class Result {
+ public:
+  Result(T value) : value_(std::move(value)) {}      // NOLINT: implicit by design
+  Result(Error error) : error_(std::move(error)) {}  // NOLINT
+  bool ok() const { return !error_.has_value(); }
+  const Error& error() const { return *error_; }
+  T& value() { return *value_; }
+  const T& value() const { return *value_; }
+
+ private:
+  std::optional<T> value_;
+  std::optional<Error> error_;
+};
+
+struct Done {};
+
+// A logged-in client, as resolved from its token.
+struct Identity {
+  std::string user_id;
+  std::string name;
+  std::string token_hash;
+};
+
+// A new login: the user and the token for the cookie.
+struct Login {
+  std::string user_id;
+  std::string name;
+  std::string token;
+};
+
+struct InvitationView {
+  std::string id;
+  std::string issuer;  // issuer's user id (when issued) or name (when looked up)
+  storage::Micros issued_at = 0;
+};
+
+// Told when sessions end, so their open streams can be ended.
+class SessionObserver {
+ public:
+  virtual ~SessionObserver() = default;
+  virtual void SessionEnded(const std::string& token_hash) = 0;
+  // Every session of the user except `kept_token_hash` ended.
+  virtual void UserSessionsEnded(const std::string& user_id,
+                                 const std::string& kept_token_hash) = 0;
+};
+
+class ChatService {
+ public:
+  ChatService(storage::Store& store, Committer& committer, Clock& clock, Policy policy);
+
+  const Policy& policy() const { return policy_; }
+  storage::Store& store() { return store_; }
+  void set_session_observer(SessionObserver* observer) { observer_ = observer; }
+
+  // True once the first user exists (then forever: users are never deleted).
+  Result<bool> IsSetUp();
+
+  Result<Login> Setup(const std::string& name, const std::string& password);
+  Result<Login> LogIn(const std::string& name, const std::string& password);
+  // Resolves a cookie token; renews the session. kUnauthorized when unknown,
+  // logged out or idle for longer than the session TTL.
+  Result<Identity> Authenticate(const std::string& token);
+  Result<Done> LogOut(const Identity& who);
+  Result<Login> ChangePassword(const Identity& who, const std::string& current,
+                               const std::string& to);
+
+  Result<InvitationView> Invite(const Identity& who);
+  Result<InvitationView> GetInvitation(const std::string& id);
+  Result<Login> AcceptInvitation(const std::string& id, const std::string& name,
+                                 const std::string& password);
+
+  Result<storage::Conversation> CreateConversation(const Identity& who, const std::string& name);
+  // `idempotency_key` empty means none.
+  Result<storage::Message> SendMessage(const Identity& who, const std::string& conversation_id,
+                                       const std::string& body, const std::string& idempotency_key);
+  Result<Done> DeleteConversation(const Identity& who, const std::string& id);
+  Result<Done> DeleteMessage(const Identity& who, const std::string& id);
+
+  // Expires and purges what is due now. Called periodically.
+  Result<Done> RunRetention();
+
+  // How often RunRetention should run for this policy.
+  storage::Micros RetentionInterval() const;
+
+ private:
+  Result<Login> NewLogin(const storage::User& user);
+  storage::Session NewSession(const std::string& user_id, std::string* token);
+
+  storage::Store& store_;
+  Committer& committer_;
+  Clock& clock_;
+  const Policy policy_;
+  SessionObserver* observer_ = nullptr;
+  std::atomic<bool> set_up_{false};
+};
+
+// Maps a storage failure to the service's error (unavailable, or an internal
+// failure reported as unavailable so no engine text reaches a client).
+Error StorageError(const storage::Status& status);
+
+}  // namespace quire::chat

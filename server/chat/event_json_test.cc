@@ -1,0 +1,74 @@
+#include "server/chat/event_json.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace quire::chat {
+namespace {
+
+using storage::Event;
+using storage::EventKind;
+
+constexpr storage::Micros kAt = 1750346080431627;  // 2025-06-19T15:14:40.431627Z
+
+TEST(EventJson, MessageSentHasTheFieldsOfTheContractInOrder) {
+  Event e{1313,
+          EventKind::kMessageSent,
+          kAt,
+          "Mbbbbbbbbbbbbbbb",
+          "Cccccccccccccccc",
+          "Udddddddddddddd0",
+          "hello \"world\"\n",
+          std::nullopt};
+  EXPECT_EQ(EventJson(e),
+            "{\"type\":\"message\",\"event\":\"sent\",\"at\":\"2025-06-19T15:14:40.431627Z\","
+            "\"conversation\":\"Cccccccccccccccc\",\"sender\":\"Udddddddddddddd0\","
+            "\"id\":\"Mbbbbbbbbbbbbbbb\",\"body\":\"hello \\\"world\\\"\\n\"}");
+}
+
+TEST(EventJson, EveryKindParsesWithItsTypeAndEvent) {
+  const std::pair<EventKind, std::pair<const char*, const char*>> kinds[] = {
+      {EventKind::kUserCreated, {"user", "created"}},
+      {EventKind::kConversationCreated, {"conversation", "created"}},
+      {EventKind::kConversationDeleted, {"conversation", "deleted"}},
+      {EventKind::kMessageSent, {"message", "sent"}},
+      {EventKind::kMessageDeleted, {"message", "deleted"}},
+  };
+  for (const auto& [kind, names] : kinds) {
+    Event e{7, kind, kAt, "X", "C", "U", "text", std::nullopt};
+    auto parsed = nlohmann::json::parse(EventJson(e));
+    EXPECT_EQ(parsed["type"], names.first);
+    EXPECT_EQ(parsed["event"], names.second);
+    EXPECT_EQ(parsed["id"], "X");
+    EXPECT_FALSE(parsed.contains("deleted_at"));
+  }
+}
+
+TEST(EventJson, TombstoneCarriesDeletedAtAndEmptyText) {
+  Event e{5, EventKind::kConversationCreated, kAt, "Cccccccccccccccc", "", "", "", kAt + 1};
+  auto parsed = nlohmann::json::parse(EventJson(e));
+  EXPECT_EQ(parsed["name"], "");
+  EXPECT_EQ(parsed["deleted_at"], "2025-06-19T15:14:40.431628Z");
+}
+
+TEST(EventJson, MessageDeletedNamesItsConversation) {
+  Event e{
+      9,           EventKind::kMessageDeleted, kAt, "Mbbbbbbbbbbbbbbb", "Cccccccccccccccc", "", "",
+      std::nullopt};
+  auto parsed = nlohmann::json::parse(EventJson(e));
+  EXPECT_EQ(parsed["conversation"], "Cccccccccccccccc");
+  EXPECT_FALSE(parsed.contains("body"));
+  EXPECT_FALSE(parsed.contains("sender"));
+}
+
+TEST(EventFrame, IsAnSseEventWithIdAndNoEventLine) {
+  Event e{42, EventKind::kUserCreated, kAt, "Uaaaaaaaaaaaaaaa", "", "", "Zoë", std::nullopt};
+  const std::string frame = EventFrame(e);
+  EXPECT_EQ(frame.rfind("id: 42\ndata: {", 0), 0u);
+  EXPECT_EQ(frame.substr(frame.size() - 3), "}\n\n");
+  EXPECT_EQ(frame.find("event:"), std::string::npos);
+  EXPECT_EQ(HeartbeatFrame(), "data: {\"type\":\"heartbeat\"}\n\n");
+}
+
+}  // namespace
+}  // namespace quire::chat

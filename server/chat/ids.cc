@@ -1,0 +1,47 @@
+#include "server/chat/ids.h"
+
+#include <sodium.h>
+
+#include <cstdint>
+#include <cstdlib>
+
+namespace quire::chat {
+namespace {
+
+// The digits, then the lowercase consonants of the English alphabet: every
+// letter except the vowels a, e, i, o, u and also except 'y', which we count
+// as a vowel here. 10 + 20 = 30 characters. Vowels are left out so that an id
+// can never spell a word; 'y' goes with them for the same reason.
+constexpr std::string_view kAlphabet = "0123456789bcdfghjklmnpqrstvwxz";
+constexpr std::size_t kRandomChars = 15;
+
+bool InAlphabet(char c) {
+  return kAlphabet.find(c) != std::string_view::npos;
+}
+
+}  // namespace
+
+std::string NewId(IdKind kind) {
+  // sodium_init is idempotent and thread-safe; run it once here so ids never
+  // depend on the caller having initialised libsodium.
+  static const bool initialised = sodium_init() >= 0;
+  if (!initialised) std::abort();  // no CSPRNG: ids would not be unguessable
+  std::string id;
+  id.reserve(1 + kRandomChars);
+  id.push_back(static_cast<char>(kind));
+  for (std::size_t i = 0; i < kRandomChars; ++i) {
+    // randombytes_uniform has no modulo bias.
+    id.push_back(kAlphabet[randombytes_uniform(static_cast<std::uint32_t>(kAlphabet.size()))]);
+  }
+  return id;
+}
+
+bool LooksLikeId(std::string_view id, IdKind kind) {
+  if (id.size() != 1 + kRandomChars || id[0] != static_cast<char>(kind)) return false;
+  for (char c : id.substr(1)) {
+    if (!InAlphabet(c)) return false;
+  }
+  return true;
+}
+
+}  // namespace quire::chat

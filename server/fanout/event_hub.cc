@@ -1,0 +1,202 @@
+#include "server/fanout/event_hub.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "server/chat/event_json.h"
+
+namespace quire::fanout {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::shared_ptr<const std::string> EventChunk(const storage::Event& event) {
+  return http::MakeChunk(chat::EventFrame(event));
+}
+
+}  // namespace
+
+EventHub::EventHub(storage::Store& store, HubOptions options)
+    : store_(store), options_(options), heartbeat_chunk_(http::MakeChunk(chat::HeartbeatFrame())) {}
+
+EventHub::~EventHub() {
+  Stop();
+}
+
+storage::Status EventHub::Start() {
+  storage::Head head;
+  storage::Status s = store_.GetHead(&head);
+  if (!s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    published_ = head.last_seq;
+    purged_through_ = head.purged_through;
+  }
+  pump_ = std::thread([this] { Pump(); });
+  return storage::Status::Ok();
+}
+
+void EventHub::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !pump_.joinable()) return;
+    stopping_ = true;
+    for (Subscriber& sub : subscribers_) sub.stream->End();
+    subscribers_.clear();
+  }
+  if (pump_.joinable()) pump_.join();
+}
+
+void EventHub::Attach(std::shared_ptr<http::ResponseStream> stream, std::int64_t start,
+                      const std::string& user_id, const std::string& token_hash) {
+  std::int64_t cursor = start;
+  std::vector<storage::Event> events;
+  for (;;) {
+    std::int64_t target;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ || stream->Closed()) {
+        stream->End();
+        return;
+      }
+      target = published_;
+      if (cursor >= target) {
+        if (cursor < purged_through_) {
+          stream->End();  // a purge overtook the replay; the reconnect gets 410
+          return;
+        }
+        subscribers_.push_back(Subscriber{stream, cursor, user_id, token_hash, Clock::now()});
+        return;
+      }
+    }
+    // Replay (cursor, target] outside the lock, a page at a time, never
+    // holding a read transaction while the client reads.
+    while (cursor < target) {
+      events.clear();
+      storage::Status s = store_.ReadEvents(cursor, target, options_.read_page, &events);
+      if (!s.ok()) {
+        std::fprintf(stderr, "quire: stream replay failed: %s\n", s.ToString().c_str());
+        stream->End();
+        return;
+      }
+      if (events.empty()) {
+        cursor = target;  // the rest was purged
+        break;
+      }
+      for (const storage::Event& event : events) {
+        if (!stream->Write(EventChunk(event))) return;
+        cursor = event.seq;
+      }
+      if (events.size() < options_.read_page) cursor = target;
+      if (!stream->WaitPendingAtMost(options_.max_pending_bytes / 2, std::chrono::seconds(30))) {
+        stream->End();  // too slow to catch up; it reconnects from where it got
+        return;
+      }
+    }
+  }
+}
+
+void EventHub::Pump() {
+  std::uint64_t generation = store_.CommitGeneration();
+  const auto tick = std::min<std::chrono::milliseconds>(
+      std::chrono::milliseconds(250), options_.heartbeat / 4 + std::chrono::milliseconds(1));
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+    }
+    storage::Head head;
+    storage::Status s = store_.GetHead(&head);
+    if (s.ok()) {
+      PublishNew(head);
+    } else {
+      std::fprintf(stderr, "quire: event pump cannot read the head: %s\n", s.ToString().c_str());
+    }
+    SendHeartbeats(Clock::now());
+    generation = store_.WaitForCommit(generation, tick);
+  }
+}
+
+bool EventHub::PublishNew(const storage::Head& head) {
+  std::int64_t cursor;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (head.purged_through > purged_through_) {
+      purged_through_ = head.purged_through;
+      const std::int64_t horizon = purged_through_;
+      EndWhere([horizon](const Subscriber& sub) { return sub.cursor < horizon; });
+    }
+    cursor = published_;
+  }
+  std::vector<storage::Event> events;
+  std::vector<std::shared_ptr<const std::string>> chunks;
+  while (cursor < head.last_seq) {
+    events.clear();
+    storage::Status s = store_.ReadEvents(cursor, head.last_seq, options_.read_page, &events);
+    if (!s.ok()) {
+      std::fprintf(stderr, "quire: event pump read failed: %s\n", s.ToString().c_str());
+      return false;
+    }
+    chunks.clear();
+    for (const storage::Event& event : events) chunks.push_back(EventChunk(event));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return false;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const std::int64_t seq = events[i].seq;
+      for (Subscriber& sub : subscribers_) {
+        if (seq > sub.cursor && Deliver(sub, chunks[i])) sub.cursor = seq;
+      }
+      published_ = seq;
+    }
+    // A short page means nothing else is retained up to the head.
+    if (events.size() < options_.read_page) published_ = head.last_seq;
+    cursor = published_;
+    std::erase_if(subscribers_, [](const Subscriber& sub) { return sub.stream->Closed(); });
+  }
+  return true;
+}
+
+bool EventHub::Deliver(Subscriber& sub, const std::shared_ptr<const std::string>& chunk) {
+  if (sub.stream->PendingBytes() > options_.max_pending_bytes) {
+    sub.stream->End();  // too slow: it reconnects with Last-Event-ID and loses nothing
+    return false;
+  }
+  if (!sub.stream->Write(chunk)) return false;
+  sub.last_write = Clock::now();
+  return true;
+}
+
+void EventHub::SendHeartbeats(Clock::time_point now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Subscriber& sub : subscribers_) {
+    if (now - sub.last_write >= options_.heartbeat) Deliver(sub, heartbeat_chunk_);
+  }
+  std::erase_if(subscribers_, [](const Subscriber& sub) { return sub.stream->Closed(); });
+}
+
+void EventHub::EndWhere(const std::function<bool(const Subscriber&)>& predicate) {
+  // Called with mu_ held.
+  for (Subscriber& sub : subscribers_) {
+    if (predicate(sub)) sub.stream->End();
+  }
+  std::erase_if(subscribers_, [](const Subscriber& sub) { return sub.stream->Closed(); });
+}
+
+void EventHub::SessionEnded(const std::string& token_hash) {
+  std::lock_guard<std::mutex> lock(mu_);
+  EndWhere([&](const Subscriber& sub) { return sub.token_hash == token_hash; });
+}
+
+void EventHub::UserSessionsEnded(const std::string& user_id, const std::string& kept_token_hash) {
+  std::lock_guard<std::mutex> lock(mu_);
+  EndWhere([&](const Subscriber& sub) {
+    return sub.user_id == user_id && sub.token_hash != kept_token_hash;
+  });
+}
+
+std::size_t EventHub::LiveStreams() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return subscribers_.size();
+}
+
+}  // namespace quire::fanout

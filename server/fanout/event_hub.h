@@ -1,0 +1,95 @@
+// EventHub: delivers committed events to every open event stream.
+//
+// One pump thread waits for commits, reads the new events from the store once,
+// renders each into an SSE chunk once, and queues the same bytes on every live
+// stream. Writers never wait for it: a send is acknowledged after its commit,
+// and fan-out happens afterwards. Reading from the store (rather than being
+// handed events by the local writer) makes events committed by any process
+// reach every stream, and keeps "delivered" equal to "committed".
+//
+// A stream joins in two steps: Attach() replays from the store, on the
+// caller's thread, everything after the client's start point up to what the
+// pump has published, then hands the stream to the pump under the hub's lock
+// once nothing is left between the two. So no event is skipped or repeated.
+//
+// Streams are ended (and the client reconnects with Last-Event-ID) when the
+// client is too slow (its queue exceeds max_pending_bytes), when its session
+// ends, when a purge overtakes it, and at shutdown.
+//
+// Thread-safety: all public methods may be called from any thread.
+// Ownership: the Store must outlive the hub; streams are shared.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/chat/chat_service.h"
+#include "server/http/http_server.h"
+#include "storage/store.h"
+
+namespace quire::fanout {
+
+struct HubOptions {
+  std::chrono::milliseconds heartbeat{30000};
+  std::size_t max_pending_bytes = 4 << 20;
+  std::size_t read_page = 1024;  // events per store read
+};
+
+class EventHub final : public chat::SessionObserver {
+ public:
+  EventHub(storage::Store& store, HubOptions options);
+  ~EventHub() override;  // calls Stop()
+
+  // Starts the pump from the store's current head.
+  storage::Status Start();
+
+  // Ends every stream and stops the pump. Idempotent.
+  void Stop();
+
+  // Replays events after `start` to `stream`, then keeps it live. Returns
+  // when the stream is live or ended; blocks while replaying.
+  void Attach(std::shared_ptr<http::ResponseStream> stream, std::int64_t start,
+              const std::string& user_id, const std::string& token_hash);
+
+  // SessionObserver: end the streams of sessions that ended.
+  void SessionEnded(const std::string& token_hash) override;
+  void UserSessionsEnded(const std::string& user_id, const std::string& kept_token_hash) override;
+
+  std::size_t LiveStreams();
+
+ private:
+  struct Subscriber {
+    std::shared_ptr<http::ResponseStream> stream;
+    std::int64_t cursor = 0;  // highest sequence queued on this stream
+    std::string user_id;
+    std::string token_hash;
+    std::chrono::steady_clock::time_point last_write;
+  };
+
+  void Pump();
+  bool PublishNew(const storage::Head& head);
+  void SendHeartbeats(std::chrono::steady_clock::time_point now);
+  // Queues `chunk` on the subscriber; ends it when it is gone or too slow.
+  bool Deliver(Subscriber& sub, const std::shared_ptr<const std::string>& chunk);
+  void EndWhere(const std::function<bool(const Subscriber&)>& predicate);
+
+  storage::Store& store_;
+  const HubOptions options_;
+  const std::shared_ptr<const std::string> heartbeat_chunk_;
+
+  std::mutex mu_;
+  std::vector<Subscriber> subscribers_;
+  std::int64_t published_ = 0;       // every event up to here went to the live streams
+  std::int64_t purged_through_ = 0;  // streams behind this have lost events
+  bool stopping_ = false;
+  std::thread pump_;
+};
+
+}  // namespace quire::fanout

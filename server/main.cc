@@ -1,0 +1,137 @@
+// quire: the chat server binary. `quire serve --help` lists the options.
+#include <pthread.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "server/api/api.h"
+#include "server/chat/chat_service.h"
+#include "server/chat/committer.h"
+#include "server/chat/secrets.h"
+#include "server/config.h"
+#include "server/fanout/event_hub.h"
+#include "server/http/http_server.h"
+#include "storage/registry.h"
+#include "storage/sqlite/sqlite_store.h"
+
+namespace {
+
+// Runs the retention sweep every `interval` until stopped.
+class RetentionLoop {
+ public:
+  RetentionLoop(quire::chat::ChatService& service, std::chrono::microseconds interval)
+      : service_(service), interval_(interval), thread_([this] { Run(); }) {}
+  ~RetentionLoop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!wake_.wait_for(lock, interval_, [this] { return stopping_; })) {
+      lock.unlock();
+      service_.RunRetention();  // failures are logged; the next round retries
+      lock.lock();
+    }
+  }
+
+  quire::chat::ChatService& service_;
+  const std::chrono::microseconds interval_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+int Serve(const quire::ServeConfig& config) {
+  using namespace quire;
+  if (!chat::InitSecrets()) {
+    std::fprintf(stderr, "quire: cannot initialise the random number generator\n");
+    return 1;
+  }
+  storage::Registry& registry = storage::Registry::Global();
+  storage::RegisterSqliteBackend(registry);
+
+  std::unique_ptr<storage::Store> store;
+  storage::Status status = registry.Open(config.database_url, &store);
+  if (!status.ok()) {
+    std::fprintf(stderr, "quire: cannot open database %s: %s\n", config.database_url.c_str(),
+                 status.ToString().c_str());
+    return 1;
+  }
+
+  chat::SystemClock clock;
+  chat::Committer committer(*store);
+  chat::ChatService service(*store, committer, clock, config.policy);
+  fanout::HubOptions hub_options;
+  hub_options.heartbeat = std::chrono::seconds(config.heartbeat_seconds);
+  fanout::EventHub hub(*store, hub_options);
+  service.set_session_observer(&hub);
+  status = hub.Start();
+  if (!status.ok()) {
+    std::fprintf(stderr, "quire: cannot read the database: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  api::ApiOptions api_options;
+  api_options.heartbeat_seconds = config.heartbeat_seconds;
+  api::Api api(service, hub, api_options);
+
+  http::ServerOptions http_options;
+  http_options.address = config.address;
+  http_options.port = static_cast<std::uint16_t>(config.port);
+  http_options.reactor_threads = config.threads;
+  http_options.worker_threads = std::max(8, 4 * config.threads);
+  http::HttpServer server(http_options,
+                          [&api](const http::Request& request, http::Responder& responder) {
+                            api.Handle(request, responder);
+                          });
+  std::string error;
+  if (!server.Start(&error)) {
+    std::fprintf(stderr, "quire: cannot listen on %s:%d: %s\n", config.address.c_str(), config.port,
+                 error.c_str());
+    return 1;
+  }
+  RetentionLoop retention(service, std::chrono::microseconds(service.RetentionInterval()));
+  std::printf("quire listening on http://%s:%u\n", config.address.c_str(), server.port());
+  std::fflush(stdout);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+
+  // Streams end first, then requests in flight finish (their writes commit),
+  // then the committer drains and the store closes as the objects go.
+  hub.Stop();
+  server.Shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Block the stop signals before any thread starts, so every thread inherits
+  // the mask and only sigwait in main sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  quire::ServeConfig config;
+  int exit_code = 0;
+  if (!quire::ParseCommandLine(argc, argv, &config, &exit_code)) return exit_code;
+  return Serve(config);
+}
