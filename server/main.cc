@@ -96,8 +96,7 @@ int Serve(const quire::ServeConfig& config) {
                           });
   std::string error;
   if (!server.Start(&error)) {
-    std::fprintf(stderr, "quire: cannot listen on %s:%d: %s\n", config.address.c_str(), config.port,
-                 error.c_str());
+    std::fprintf(stderr, "quire: %s\n", error.c_str());
     return 1;
   }
   RetentionLoop retention(service, std::chrono::microseconds(service.RetentionInterval()));

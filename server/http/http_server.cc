@@ -1,0 +1,1368 @@
+// HttpServer on Pistache 0.0.5 (Debian snapshot 2022-09-01).
+//
+// How the traps of that snapshot are handled (see http_server.h and
+// shared/notes/dependencies.md §2):
+//
+//  - Http::Handler::onInput/onConnection are private in 0.0.5, so they cannot
+//    be wrapped. PistacheHandler replaces them, using the public parser API
+//    (getParser / feed / parse / reset), with its own guard in front: each
+//    request's header block is scanned before Pistache sees a byte, and
+//    Transfer-Encoding (411), Content-Length over the hard limit (413) and
+//    oversized header blocks (431) are refused with a JSON error,
+//    `Connection: close`, a half-close once the answer is written, and every
+//    further byte of the connection is dropped. Pistache alone reserves the
+//    announced size (a chunk size of 7fffffff reserves 2 GiB of address space
+//    per connection; Content-Length 1e14 answers 500 "std::bad_alloc").
+//  - Every byte we send (responses, stream heads, chunks) goes through
+//    Tcp::Peer::send(RawBuffer), which only pushes onto the transport's MPSC
+//    queue, so it is safe from any thread. ResponseWriter and ResponseStream
+//    are never used: the first drops raw headers and re-serializes cookies,
+//    the second crashes when flushed off the reactor thread.
+//  - Pistache's idle reaper (every 500 ms) sends a 408 into a busy peer after
+//    headerTimeout, measured from the parser's last reset. Peer::setIdle is a
+//    plain bool read by the reactor, so it is only written here, on the
+//    reactor thread: false (and a parser reset, restarting the clock) when the
+//    first byte of a request arrives, true (and a reset) when the request is
+//    complete and handed to a worker. A request being handled, a stream and an
+//    idle keep-alive connection are all "idle" for Pistache: closed silently
+//    after keepaliveTimeout, never sent a 408. Streams are ended with a final
+//    chunk by our reaper just before that deadline.
+//  - Work that must happen on a connection's reactor thread but is triggered
+//    elsewhere (half-closing after `Connection: close`, resuming pipelined
+//    input, closing at shutdown) hops there with a 1 ms Transport::armTimer
+//    whose continuation is attached before the timer is armed (OnReactor).
+//  - Requests of one connection are answered in order: while one is in a
+//    worker (or its stream is open), further input waits in a backlog.
+//  - Per-connection state lives in the peer's data map (reactor-confined). Its
+//    destructor runs when Pistache drops the peer (also after a timeout close,
+//    which does not call onDisconnection), and closes the connection's streams.
+//  - Pistache never closes peer sockets on shutdown; Shutdown() shuts each one
+//    down on its reactor so that Pistache closes it as for a disconnect.
+#include "server/http/http_server.h"
+
+#include <pistache/async.h>
+#include <pistache/endpoint.h>
+#include <pistache/http.h>
+#include <pistache/net.h>
+#include <pistache/peer.h>
+#include <pistache/stream.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <exception>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+namespace quire::http {
+
+const std::string* Request::Header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? nullptr : &it->second;
+}
+
+std::shared_ptr<const std::string> MakeChunk(std::string_view payload) {
+  // A zero-length chunk would end the response; an empty payload is no chunk.
+  if (payload.empty()) return std::make_shared<const std::string>();
+  char size[32];
+  int n = std::snprintf(size, sizeof size, "%zx\r\n", payload.size());
+  std::string chunk;
+  chunk.reserve(static_cast<std::size_t>(n) + payload.size() + 2);
+  chunk.append(size, static_cast<std::size_t>(n));
+  chunk.append(payload);
+  chunk.append("\r\n");
+  return std::make_shared<const std::string>(std::move(chunk));
+}
+
+namespace {
+
+using Pistache::Async::Promise;
+using Pistache::Tcp::Peer;
+
+constexpr std::size_t kMaxHeadBytes = 64 * 1024;  // request line + headers
+constexpr const char* kConnStateKey = "quire.conn";
+constexpr const char* kFinalChunk = "0\r\n\r\n";
+
+void Log(const std::string& line) {
+  std::ostringstream os;
+  os << "quire http: " << line << '\n';
+  std::cerr << os.str() << std::flush;
+}
+
+std::string ErrorJson(std::string_view message) {
+  std::string out = "{\"error\":\"";
+  for (char c : message) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out += c;
+  }
+  out += "\"}";
+  return out;
+}
+
+const char* Reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Status";
+  }
+}
+
+bool HasCrLf(std::string_view s) {
+  return s.find_first_of("\r\n") != std::string_view::npos;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes `in`; '+' becomes a space when `plus_is_space`. A malformed
+// escape is kept as is and sets *malformed.
+std::string PercentDecode(std::string_view in, bool plus_is_space, bool* malformed) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      int hi = i + 2 < in.size() ? HexValue(in[i + 1]) : -1;
+      int lo = i + 2 < in.size() ? HexValue(in[i + 2]) : -1;
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+      *malformed = true;
+      out += c;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void SplitTarget(std::string_view target, Request* req) {
+  std::size_t hash = target.find('#');
+  if (hash != std::string_view::npos) target = target.substr(0, hash);
+  std::size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  req->path = PercentDecode(path, false, &req->query_malformed);
+  if (q == std::string_view::npos) return;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    std::size_t eq = pair.find('=');
+    std::string name = PercentDecode(pair.substr(0, eq), true, &req->query_malformed);
+    std::string value;
+    if (eq != std::string_view::npos) {
+      value = PercentDecode(pair.substr(eq + 1), true, &req->query_malformed);
+    }
+    req->query[std::move(name)] = std::move(value);  // the last one wins
+  }
+}
+
+void ParseCookies(std::string_view header, std::map<std::string, std::string>* cookies) {
+  while (!header.empty()) {
+    std::size_t semi = header.find(';');
+    std::string_view pair = Trim(header.substr(0, semi));
+    header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
+    std::size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    std::string_view value = Trim(pair.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
+    }
+    // The first one wins: browsers send the most specific cookie first.
+    cookies->emplace(std::string(Trim(pair.substr(0, eq))), std::string(value));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Byte accounting for the write queue.
+
+struct Pending {
+  std::atomic<std::size_t> bytes{0};
+  std::mutex mu;
+  std::condition_variable cv;
+
+  void Add(std::size_t n) { bytes.fetch_add(n); }
+  void Sub(std::size_t n) {
+    bytes.fetch_sub(n);
+    Notify();
+  }
+  void Notify() {
+    { std::lock_guard<std::mutex> lock(mu); }
+    cv.notify_all();
+  }
+};
+
+// One enqueued write. The continuation is attached by Attach(), which must be
+// called without holding any lock that the continuation takes: it may run at
+// once on this thread (if the reactor already wrote the bytes) while
+// Pistache holds the promise's own mutex.
+struct Sent {
+  std::optional<Promise<ssize_t>> promise;
+  std::size_t size = 0;
+};
+
+// Enqueues `bytes` on the peer's transport queue; counts them in `counters`.
+Sent Enqueue(const std::shared_ptr<Peer>& peer, std::string bytes,
+             std::initializer_list<Pending*> counters) {
+  Sent sent;
+  sent.size = bytes.size();
+  for (Pending* c : counters) {
+    if (c) c->Add(sent.size);
+  }
+  try {
+    std::size_t n = bytes.size();
+    sent.promise.emplace(peer->send(Pistache::RawBuffer(std::move(bytes), n)));
+  } catch (const std::exception& e) {
+    Log(std::string("send failed: ") + e.what());
+    for (Pending* c : counters) {
+      if (c) c->Sub(sent.size);
+    }
+  }
+  return sent;
+}
+
+// Decrements the counters once the reactor wrote the bytes, then runs
+// `after` (on the reactor, or at once on this thread if the bytes are already
+// written). If the connection breaks first, Pistache drops the write without
+// settling it and nothing runs.
+void Attach(Sent& sent, std::vector<std::shared_ptr<Pending>> counters,
+            std::function<void()> after = nullptr) {
+  if (!sent.promise) return;
+  std::size_t n = sent.size;
+  auto done = [counters, n, after](ssize_t) {
+    for (const auto& c : counters) {
+      if (c) c->Sub(n);
+    }
+    if (after) after();
+  };
+  auto failed = [counters, n](std::exception_ptr) {
+    for (const auto& c : counters) {
+      if (c) c->Sub(n);
+    }
+  };
+  sent.promise->then(std::move(done), std::move(failed));
+}
+
+// The reactor thread that owns a connection, and its transport.
+struct ReactorRef {
+  Pistache::Tcp::Transport* transport = nullptr;
+  std::thread::id thread;
+};
+
+// Runs `fn` on the reactor thread of `r`: at once if called there (unless
+// `defer`), else through a 1 ms timer armed on that transport
+// (Transport::armTimer queues the timer to the reactor; the continuation is
+// attached before the timer is armed, so it always runs there). It does not
+// run if the reactor stops first.
+void OnReactor(const ReactorRef& r, std::function<void()> fn, bool defer = false) {
+  if (!defer && std::this_thread::get_id() == r.thread) {
+    fn();
+    return;
+  }
+  if (!r.transport) return;
+  int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (tfd < 0) return;
+  // Closes the timer fd once the continuation is gone (run or dropped).
+  std::shared_ptr<void> closer(nullptr, [tfd](void*) { ::close(tfd); });
+  std::optional<Pistache::Async::Deferred<uint64_t>> deferred;
+  Promise<uint64_t> timer(
+      [&](Pistache::Async::Deferred<uint64_t> d) { deferred.emplace(std::move(d)); });
+  timer.then([fn, closer](uint64_t) { fn(); }, [closer](std::exception_ptr) {});
+  try {
+    r.transport->armTimer(tfd, std::chrono::milliseconds(1), std::move(*deferred));
+  } catch (const std::exception& e) {
+    Log(std::string("cannot arm a reactor timer: ") + e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Streams.
+
+class StreamImpl;
+
+// Every open stream of the server: Shutdown() ends them, the reaper ends those
+// that reached the keep-alive deadline.
+struct Registry {
+  std::mutex mu;
+  bool stopping = false;
+  std::unordered_map<const StreamImpl*, std::weak_ptr<StreamImpl>> streams;
+
+  bool Add(const std::shared_ptr<StreamImpl>& s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopping) return false;
+    streams.emplace(s.get(), s);
+    return true;
+  }
+  void Remove(const StreamImpl* s) {
+    std::lock_guard<std::mutex> lock(mu);
+    streams.erase(s);
+  }
+  std::vector<std::shared_ptr<StreamImpl>> Snapshot() {
+    std::vector<std::shared_ptr<StreamImpl>> out;
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [key, weak] : streams) {
+      if (auto s = weak.lock()) out.push_back(std::move(s));
+    }
+    return out;
+  }
+};
+
+class StreamImpl final : public ResponseStream {
+ public:
+  // `after_final` runs once the final chunk is written (a half-close for
+  // `Connection: close`); `on_closed` runs once when the stream closes, after
+  // the final chunk is queued (it resumes the connection's input).
+  StreamImpl(std::weak_ptr<Peer> peer, std::shared_ptr<Registry> registry,
+             std::shared_ptr<Pending> conn_pending, std::chrono::steady_clock::time_point deadline,
+             std::function<void()> after_final, std::function<void()> on_closed)
+      : peer_(std::move(peer)),
+        registry_(std::move(registry)),
+        conn_pending_(std::move(conn_pending)),
+        pending_(std::make_shared<Pending>()),
+        deadline_(deadline),
+        after_final_(std::move(after_final)),
+        on_closed_(std::move(on_closed)) {}
+
+  // Sends the status line and headers. Called once, before the stream is
+  // shared.
+  bool Open(std::string head) {
+    Sent sent;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto peer = peer_.lock();
+      if (!peer || closed_) return false;
+      sent = Enqueue(peer, std::move(head), {pending_.get(), conn_pending_.get()});
+    }
+    if (!sent.promise) return false;
+    Attach(sent, {pending_, conn_pending_});
+    return true;
+  }
+
+  bool Write(std::shared_ptr<const std::string> chunk) override {
+    if (!chunk || chunk->empty()) return !Closed();
+    Sent sent;
+    bool lost = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return false;
+      auto peer = peer_.lock();
+      if (!peer) {
+        lost = true;
+      } else {
+        sent = Enqueue(peer, *chunk, {pending_.get(), conn_pending_.get()});
+        lost = !sent.promise;
+      }
+    }
+    if (lost) {
+      Close(false);
+      return false;
+    }
+    Attach(sent, {pending_, conn_pending_});
+    return true;
+  }
+
+  std::size_t PendingBytes() const override { return pending_->bytes.load(); }
+
+  bool WaitPendingAtMost(std::size_t limit, std::chrono::milliseconds timeout) override {
+    std::unique_lock<std::mutex> lock(pending_->mu);
+    pending_->cv.wait_for(lock, timeout,
+                          [&] { return closed_flag_.load() || pending_->bytes.load() <= limit; });
+    return !closed_flag_.load() && pending_->bytes.load() <= limit;
+  }
+
+  void End() override { Close(true); }
+
+  bool Closed() const override {
+    if (closed_flag_.load()) return true;
+    return peer_.expired();
+  }
+
+  void OnClose(std::function<void()> callback) override {
+    if (!callback) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!closed_) {
+        callbacks_.push_back(std::move(callback));
+        return;
+      }
+    }
+    Run(callback);
+  }
+
+  // The client went (or the connection was dropped): no final chunk.
+  void MarkGone() { Close(false); }
+
+  std::chrono::steady_clock::time_point deadline() const { return deadline_; }
+
+ private:
+  static void Run(const std::function<void()>& callback) {
+    try {
+      callback();
+    } catch (const std::exception& e) {
+      Log(std::string("stream close callback threw: ") + e.what());
+    } catch (...) {
+      Log("stream close callback threw");
+    }
+  }
+
+  void Close(bool send_final) {
+    std::vector<std::function<void()>> callbacks;
+    Sent sent;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return;
+      closed_ = true;
+      closed_flag_.store(true);
+      if (send_final) {
+        if (auto peer = peer_.lock()) {
+          sent = Enqueue(peer, kFinalChunk, {pending_.get(), conn_pending_.get()});
+        }
+      }
+      callbacks.swap(callbacks_);
+    }
+    Attach(sent, {pending_, conn_pending_}, after_final_);
+    pending_->Notify();
+    registry_->Remove(this);
+    if (on_closed_) on_closed_();
+    for (const auto& cb : callbacks) Run(cb);
+  }
+
+  const std::weak_ptr<Peer> peer_;
+  const std::shared_ptr<Registry> registry_;
+  const std::shared_ptr<Pending> conn_pending_;
+  const std::shared_ptr<Pending> pending_;
+  const std::chrono::steady_clock::time_point deadline_;
+  const std::function<void()> after_final_;
+  const std::function<void()> on_closed_;
+
+  mutable std::mutex mu_;
+  bool closed_ = false;  // guarded by mu_; no write is enqueued once it is set
+  std::atomic<bool> closed_flag_{false};
+  std::vector<std::function<void()>> callbacks_;
+};
+
+// A stream that was never opened (the client left, the request was already
+// answered): every call reports it closed.
+class ClosedStream final : public ResponseStream {
+ public:
+  bool Write(std::shared_ptr<const std::string>) override { return false; }
+  std::size_t PendingBytes() const override { return 0; }
+  bool WaitPendingAtMost(std::size_t, std::chrono::milliseconds) override { return false; }
+  void End() override {}
+  bool Closed() const override { return true; }
+  void OnClose(std::function<void()> callback) override {
+    if (callback) callback();
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Per-connection state.
+
+// Shared between the reactor (disconnect) and the workers (answers, streams).
+struct ConnShared;
+
+// Every live connection, so that Shutdown() can wait for their queued bytes.
+struct ConnRegistry {
+  std::mutex mu;
+  std::unordered_map<const ConnShared*, std::weak_ptr<ConnShared>> conns;
+
+  void Add(const std::shared_ptr<ConnShared>& c) {
+    std::lock_guard<std::mutex> lock(mu);
+    conns.emplace(c.get(), c);
+  }
+  void Remove(const ConnShared* c) {
+    std::lock_guard<std::mutex> lock(mu);
+    conns.erase(c);
+  }
+  std::vector<std::shared_ptr<ConnShared>> Snapshot() {
+    std::vector<std::shared_ptr<ConnShared>> out;
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto& [key, weak] : conns) {
+      if (auto c = weak.lock()) out.push_back(std::move(c));
+    }
+    return out;
+  }
+};
+
+struct ConnShared {
+  ConnShared(std::shared_ptr<ConnRegistry> r, std::weak_ptr<Peer> p, ReactorRef reactor_ref)
+      : registry(std::move(r)), peer(std::move(p)), reactor(reactor_ref) {}
+
+  const std::shared_ptr<ConnRegistry> registry;
+  const std::weak_ptr<Peer> peer;
+  const ReactorRef reactor;
+  // Bytes queued on this connection and not yet written. Pistache drops the
+  // writes of a connection that broke without settling them, so this only
+  // means something while the connection is not gone.
+  const std::shared_ptr<Pending> pending = std::make_shared<Pending>();
+  std::mutex mu;
+  bool gone = false;
+  std::vector<std::weak_ptr<StreamImpl>> streams;
+  // Requests are answered in order (HTTP/1.1 pipelining): while one is being
+  // answered (`busy`), input waits in ConnState::backlog and `wake` asks the
+  // answer to resume the connection on its reactor.
+  bool busy = false;
+  bool wake = false;
+
+  bool IsGone() {
+    std::lock_guard<std::mutex> lock(mu);
+    return gone;
+  }
+  void SetBusy() {
+    std::lock_guard<std::mutex> lock(mu);
+    busy = true;
+  }
+  // Reactor: true if input must wait.
+  bool WaitIfBusy() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (busy) wake = true;
+    return busy;
+  }
+  // Answer: true if waiting input must be resumed.
+  bool Release() {
+    std::lock_guard<std::mutex> lock(mu);
+    busy = false;
+    bool w = wake && !gone;
+    wake = false;
+    return w;
+  }
+
+  bool AddStream(const std::shared_ptr<StreamImpl>& s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (gone) return false;
+    std::erase_if(streams, [](const std::weak_ptr<StreamImpl>& w) {
+      auto p = w.lock();
+      return !p || p->Closed();
+    });
+    streams.push_back(s);
+    return true;
+  }
+
+  void CloseAll() {
+    std::vector<std::weak_ptr<StreamImpl>> list;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      gone = true;
+      list.swap(streams);
+    }
+    registry->Remove(this);
+    for (auto& w : list) {
+      if (auto s = w.lock()) s->MarkGone();
+    }
+  }
+};
+
+// Half-closes the connection (FIN after what was written) once the answer is
+// written, on the reactor thread and only while the connection is still ours:
+// Pistache closes the fd on a disconnect (after onDisconnection marked it
+// gone) or on a timeout (after which the peer is destroyed and the weak
+// pointer expired), and a closed fd number may already be someone else's.
+std::function<void()> HalfCloseWhenWritten(std::shared_ptr<ConnShared> conn) {
+  return [conn] {
+    OnReactor(conn->reactor, [conn] {
+      std::lock_guard<std::mutex> lock(conn->mu);
+      if (conn->gone) return;
+      if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), SHUT_WR);
+    });
+  };
+}
+
+// What the guard learned from a request's header block.
+struct Head {
+  std::string method;
+  std::string target;
+  bool http10 = false;
+  bool keep_alive = true;
+  bool expect_continue = false;
+  std::size_t content_length = 0;
+  std::map<std::string, std::string> headers;
+};
+
+// Reactor-confined; stored in the peer's data map, so it dies with the peer.
+struct ConnState {
+  ConnState(ReactorRef reactor_ref, const std::shared_ptr<ConnRegistry>& conns,
+            std::weak_ptr<Peer> peer)
+      : shared(std::make_shared<ConnShared>(conns, std::move(peer), reactor_ref)),
+        reactor(reactor_ref) {
+    conns->Add(shared);
+  }
+  ~ConnState() { shared->CloseAll(); }
+  ConnState(const ConnState&) = delete;
+  ConnState& operator=(const ConnState&) = delete;
+
+  const std::shared_ptr<ConnShared> shared;
+  const ReactorRef reactor;
+  bool rejected = false;    // an error was answered; all further input is dropped
+  bool in_request = false;  // bytes of a request have arrived
+  bool in_body = false;     // its header block is complete
+  // Input that arrived while a request was being answered; see ConnShared.
+  std::string backlog;
+  std::string head_bytes;
+  std::size_t body_left = 0;
+  Head head;
+};
+
+struct GuardError {
+  int status;
+  std::string message;
+};
+
+// Parses the header block (request line to the empty line, inclusive).
+std::optional<GuardError> ScanHead(std::string_view block, std::size_t hard_body_limit,
+                                   Head* head) {
+  const GuardError bad{400, "malformed request"};
+  std::size_t eol = block.find("\r\n");
+  std::string_view line = block.substr(0, eol);
+  std::size_t sp1 = line.find(' ');
+  std::size_t sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 == sp1 || sp1 == 0) return bad;
+  head->method = std::string(line.substr(0, sp1));
+  head->target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  std::string_view version = line.substr(sp2 + 1);
+  if (head->target.empty() || head->target.find(' ') != std::string::npos) return bad;
+  if (version == "HTTP/1.1") {
+    head->http10 = false;
+  } else if (version == "HTTP/1.0") {
+    head->http10 = true;
+  } else {
+    return GuardError{400, "unsupported HTTP version"};
+  }
+
+  bool has_length = false;
+  bool has_encoding = false;
+  std::size_t pos = eol + 2;
+  while (pos < block.size()) {
+    std::size_t end = block.find("\r\n", pos);
+    if (end == std::string_view::npos) return bad;
+    line = block.substr(pos, end - pos);
+    pos = end + 2;
+    if (line.empty()) break;
+    if (line.front() == ' ' || line.front() == '\t') return bad;  // obsolete line folding
+    std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return bad;
+    std::string name = Lower(line.substr(0, colon));
+    if (name.find_first_of(" \t") != std::string::npos) return bad;
+    std::string_view value = Trim(line.substr(colon + 1));
+    if (name == "transfer-encoding") {
+      has_encoding = true;
+    } else if (name == "content-length") {
+      if (value.empty() || value.size() > 19 ||
+          value.find_first_not_of("0123456789") != std::string_view::npos) {
+        return GuardError{400, "invalid Content-Length"};
+      }
+      std::size_t n = std::stoull(std::string(value));
+      if (has_length && n != head->content_length) {
+        return GuardError{400, "conflicting Content-Length headers"};
+      }
+      has_length = true;
+      head->content_length = n;
+    }
+    auto [it, inserted] = head->headers.emplace(name, std::string(value));
+    if (!inserted && name != "content-length") {
+      it->second += name == "cookie" ? "; " : ", ";
+      it->second += value;
+    }
+  }
+  if (has_encoding) {
+    return GuardError{411, "Transfer-Encoding is not supported: send the body with Content-Length"};
+  }
+  if (has_length && head->content_length > hard_body_limit) {
+    return GuardError{413, "request body too large"};
+  }
+
+  std::string connection;
+  if (auto it = head->headers.find("connection"); it != head->headers.end()) {
+    connection = Lower(it->second);
+  }
+  auto has_token = [&](std::string_view token) {
+    std::string_view rest = connection;
+    while (!rest.empty()) {
+      std::size_t comma = rest.find(',');
+      if (Trim(rest.substr(0, comma)) == token) return true;
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    return false;
+  };
+  head->keep_alive = head->http10 ? has_token("keep-alive") : !has_token("close");
+  if (auto it = head->headers.find("expect"); it != head->headers.end()) {
+    head->expect_continue = !head->http10 && Lower(it->second) == "100-continue";
+  }
+  return std::nullopt;
+}
+
+std::string ErrorResponse(int status, std::string_view message, bool close) {
+  std::string body = ErrorJson(message);
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
+  out += "Content-Type: application/json\r\n";
+  out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  out += close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n";
+  out += body;
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Worker pool.
+
+class WorkerPool {
+ public:
+  using Job = std::function<void()>;
+
+  void Start(int threads) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      threads_.emplace_back([this] { Run(); });
+    }
+  }
+
+  // False once Drain() began: the caller answers 503.
+  bool Post(Job job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ || threads_.empty()) return false;
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+    return true;
+  }
+
+  // Refuses new jobs, runs those queued, joins the threads.
+  void Drain() {
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      threads.swap(threads_);
+    }
+    cv_.notify_all();
+    for (auto& t : threads) t.join();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  std::vector<std::thread> threads_;
+  bool stopping_ = false;
+};
+
+// What the handler class needs of the server; shared with every handler clone.
+struct Core {
+  ServerOptions options;
+  Handler handler;
+  WorkerPool pool;
+  std::shared_ptr<Registry> registry = std::make_shared<Registry>();
+  std::shared_ptr<ConnRegistry> conns = std::make_shared<ConnRegistry>();
+  std::atomic<bool> accepting{true};
+};
+
+// ---------------------------------------------------------------------------
+// Responder.
+
+class ResponderImpl final : public Responder {
+ public:
+  // `resume` runs once the answer is queued (or its stream closed); it
+  // releases the connection for the next request.
+  ResponderImpl(Core* core, std::weak_ptr<Peer> peer, std::shared_ptr<ConnShared> conn,
+                ReactorRef reactor, bool keep_alive, bool head_only, std::function<void()> resume)
+      : core_(core),
+        peer_(std::move(peer)),
+        conn_(std::move(conn)),
+        reactor_(reactor),
+        keep_alive_(keep_alive),
+        head_only_(head_only),
+        resume_(std::move(resume)) {}
+
+  bool answered() const { return answered_.load(); }
+
+  void Send(Response response) override {
+    if (answered_.exchange(true)) {
+      Log("a request was answered twice; the second answer is dropped");
+      return;
+    }
+    Transmit(std::move(response));
+  }
+
+  // The fallback answer; does nothing if the request was answered.
+  void SendError(int status, std::string_view message) {
+    if (answered_.exchange(true)) return;
+    Response r;
+    r.status = status;
+    r.body = ErrorJson(message);
+    Transmit(std::move(r));
+  }
+
+  std::shared_ptr<ResponseStream> StartStream(
+      int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
+    if (answered_.exchange(true)) {
+      Log("StartStream on an answered request");
+      return std::make_shared<ClosedStream>();
+    }
+    std::string head = StatusLine(status);
+    for (const auto& [name, value] : headers) {
+      if (HasCrLf(name) || HasCrLf(value) || name.empty()) {
+        Log("dropped a stream header with CR/LF");
+        continue;
+      }
+      head += name + ": " + value + "\r\n";
+    }
+    head += "Transfer-Encoding: chunked\r\n";
+    head += keep_alive_ ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+
+    auto margin = std::min<std::chrono::steady_clock::duration>(
+        std::chrono::seconds(1), core_->options.keepalive_timeout / 4);
+    auto stream = std::make_shared<StreamImpl>(
+        peer_, core_->registry, conn_->pending,
+        std::chrono::steady_clock::now() + core_->options.keepalive_timeout - margin,
+        keep_alive_ ? nullptr : HalfCloseWhenWritten(conn_), resume_);
+    if (!conn_->AddStream(stream)) return std::make_shared<ClosedStream>();
+    if (!stream->Open(std::move(head))) {
+      stream->MarkGone();
+      return std::make_shared<ClosedStream>();
+    }
+    // During Shutdown() the stream is born ended: the client sees an empty
+    // stream and reconnects.
+    if (!core_->registry->Add(stream)) stream->End();
+    return stream;
+  }
+
+ private:
+  std::string StatusLine(int status) const {
+    return "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
+  }
+
+  void Transmit(Response response) {
+    const bool no_body = response.status == 204 || response.status == 304 ||
+                         (response.status >= 100 && response.status < 200);
+    std::string out = StatusLine(response.status);
+    if (!no_body) {
+      if (!response.content_type.empty() && !HasCrLf(response.content_type)) {
+        out += "Content-Type: " + response.content_type + "\r\n";
+      }
+      out += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
+    }
+    for (const auto& cookie : response.set_cookies) {
+      if (HasCrLf(cookie)) {
+        Log("dropped a Set-Cookie value with CR/LF");
+        continue;
+      }
+      out += "Set-Cookie: " + cookie + "\r\n";
+    }
+    out += keep_alive_ ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+    if (!no_body && !head_only_) out += response.body;
+
+    Sent sent;
+    std::function<void()> after;
+    {
+      // Under the connection's lock: once the reactor saw the disconnect,
+      // nothing more is queued for this fd.
+      std::lock_guard<std::mutex> lock(conn_->mu);
+      if (conn_->gone) return;
+      auto peer = peer_.lock();
+      if (!peer) return;
+      sent = Enqueue(peer, std::move(out), {conn_->pending.get()});
+      if (!keep_alive_) after = HalfCloseWhenWritten(conn_);
+    }
+    Attach(sent, {conn_->pending}, std::move(after));
+    if (resume_) resume_();
+  }
+
+  Core* const core_;
+  const std::weak_ptr<Peer> peer_;
+  const std::shared_ptr<ConnShared> conn_;
+  const ReactorRef reactor_;
+  const bool keep_alive_;
+  const bool head_only_;
+  const std::function<void()> resume_;
+  std::atomic<bool> answered_{false};
+};
+
+// ---------------------------------------------------------------------------
+// Input handling, on the connection's reactor thread.
+
+void Input(Core* core, const char* buffer, std::size_t len, const std::shared_ptr<Peer>& peer,
+           ConnState& st);
+
+ConnState* FindState(const std::shared_ptr<Peer>& peer) {
+  return static_cast<ConnState*>(peer->tryGetData(kConnStateKey).get());
+}
+
+// Answers an error, half-closes once it is written and drops all further
+// input of the connection.
+void Reject(const std::shared_ptr<Peer>& peer, ConnState& st, int status,
+            std::string_view message) {
+  st.rejected = true;
+  st.in_request = false;
+  st.backlog.clear();
+  Pistache::Http::Handler::getParser(peer)->reset();
+  peer->setIdle(true);  // closed silently at the keep-alive timeout if the client stays
+  Sent sent = Enqueue(peer, ErrorResponse(status, message, true), {st.shared->pending.get()});
+  Attach(sent, {st.shared->pending}, HalfCloseWhenWritten(st.shared));
+}
+
+// Parses what waited while the previous request was being answered.
+void Resume(Core* core, const std::weak_ptr<Peer>& weak) {
+  auto peer = weak.lock();
+  if (!peer) return;
+  ConnState* st = FindState(peer);
+  if (!st || st->shared->IsGone()) return;
+  std::string backlog;
+  backlog.swap(st->backlog);
+  if (backlog.empty() || st->rejected) return;
+  try {
+    Input(core, backlog.data(), backlog.size(), peer, *st);
+  } catch (const std::exception& e) {
+    Log(std::string("input handling failed: ") + e.what());
+    Reject(peer, *st, 400, "malformed request");
+  }
+}
+
+// The request in the parser is complete: hand it to a worker.
+void Complete(Core* core, const std::shared_ptr<Peer>& peer, ConnState& st,
+              Pistache::Http::RequestParser& parser) {
+  Pistache::Http::Private::State state;
+  try {
+    state = parser.parse();
+  } catch (const std::exception& e) {
+    Reject(peer, st, 400, "malformed request");
+    return;
+  }
+  if (state != Pistache::Http::Private::State::Done) {
+    Reject(peer, st, 400, "malformed request");
+    return;
+  }
+
+  Request req;
+  req.method = st.head.method;  // Pistache accepted it: a known, upper-case method
+  SplitTarget(st.head.target, &req);
+  req.headers = std::move(st.head.headers);
+  if (auto it = req.headers.find("cookie"); it != req.headers.end()) {
+    ParseCookies(it->second, &req.cookies);
+  }
+  req.body = parser.request.body();
+  const bool keep_alive = st.head.keep_alive;
+  const bool head_only = req.method == "HEAD";
+
+  st.in_request = false;
+  st.in_body = false;
+  st.head_bytes.clear();
+  parser.reset();       // the keep-alive timeout counts from here
+  peer->setIdle(true);  // never a 408 while handled, streamed or idle
+
+  if (!core->accepting.load()) {
+    ResponderImpl(core, peer, st.shared, st.reactor, keep_alive, head_only, nullptr)
+        .SendError(503, "server is shutting down");
+    return;
+  }
+  ReactorRef reactor = st.reactor;
+  std::weak_ptr<Peer> weak = peer;
+  std::weak_ptr<ConnShared> conn = st.shared;
+  auto release = [core, reactor, weak, conn] {
+    auto shared = conn.lock();
+    if (shared && shared->Release()) {
+      OnReactor(
+          reactor, [core, weak] { Resume(core, weak); }, /*defer=*/true);
+    }
+  };
+  auto responder = std::make_shared<ResponderImpl>(core, peer, st.shared, st.reactor, keep_alive,
+                                                   head_only, std::move(release));
+  auto request = std::make_shared<Request>(std::move(req));
+  st.shared->SetBusy();
+  bool posted = core->pool.Post([core, request, responder] {
+    try {
+      core->handler(*request, *responder);
+    } catch (const std::exception& e) {
+      Log("handler threw on " + request->method + " " + request->path + ": " + e.what());
+    } catch (...) {
+      Log("handler threw on " + request->method + " " + request->path);
+    }
+    if (!responder->answered()) {
+      Log("no answer for " + request->method + " " + request->path);
+      responder->SendError(500, "internal error");
+    }
+  });
+  if (!posted) {
+    st.shared->Release();
+    ResponderImpl(core, peer, st.shared, st.reactor, keep_alive, head_only, nullptr)
+        .SendError(503, "server is shutting down");
+  }
+}
+
+void Input(Core* core, const char* buffer, std::size_t len, const std::shared_ptr<Peer>& peer,
+           ConnState& st) {
+  auto parser = Pistache::Http::Handler::getParser(peer);
+  std::size_t off = 0;
+  while (off < len && !st.rejected) {
+    if (!st.backlog.empty() || st.shared->WaitIfBusy()) {
+      if (st.backlog.size() + (len - off) > kMaxHeadBytes + core->options.hard_body_limit) {
+        Reject(peer, st, 413, "too much pipelined input");
+        return;
+      }
+      st.backlog.append(buffer + off, len - off);
+      return;
+    }
+    if (!st.in_request) {
+      if (buffer[off] == '\r' || buffer[off] == '\n') {  // stray CRLF between requests
+        ++off;
+        continue;
+      }
+      st.in_request = true;
+      st.in_body = false;
+      st.head_bytes.clear();
+      st.head = Head();
+      parser->reset();  // the header timeout counts from here
+      peer->setIdle(false);
+    }
+    if (!st.in_body) {
+      std::size_t old = st.head_bytes.size();
+      std::size_t take = std::min(len - off, kMaxHeadBytes + 4 - old);
+      st.head_bytes.append(buffer + off, take);
+      std::size_t end = st.head_bytes.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
+      if (end == std::string::npos) {
+        off += take;
+        if (st.head_bytes.size() >= kMaxHeadBytes) {
+          Reject(peer, st, 431, "request header too large");
+        }
+        continue;
+      }
+      std::size_t head_size = end + 4;
+      if (head_size > kMaxHeadBytes) {
+        Reject(peer, st, 431, "request header too large");
+        continue;
+      }
+      off += take - (st.head_bytes.size() - head_size);
+      st.head_bytes.resize(head_size);
+      if (auto error = ScanHead(st.head_bytes, core->options.hard_body_limit, &st.head)) {
+        Reject(peer, st, error->status, error->message);
+        continue;
+      }
+      if (!parser->feed(st.head_bytes.data(), st.head_bytes.size())) {
+        Reject(peer, st, 431, "request header too large");
+        continue;
+      }
+      st.in_body = true;
+      st.body_left = st.head.content_length;
+      if (st.head.expect_continue && st.body_left > 0) {
+        Sent sent = Enqueue(peer, "HTTP/1.1 100 Continue\r\n\r\n", {st.shared->pending.get()});
+        Attach(sent, {st.shared->pending});
+      }
+    }
+    std::size_t take = std::min(st.body_left, len - off);
+    if (take > 0) {
+      if (!parser->feed(buffer + off, take)) {
+        Reject(peer, st, 413, "request body too large");
+        continue;
+      }
+      off += take;
+      st.body_left -= take;
+    }
+    if (st.body_left == 0) Complete(core, peer, st, *parser);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The Pistache handler: one clone per reactor thread; all per-connection state
+// is in the peer's data map.
+
+class PistacheHandler final : public Pistache::Http::Handler {
+ public:
+  HTTP_PROTOTYPE(PistacheHandler)
+
+  explicit PistacheHandler(Core* core) : core_(core) {}
+
+  // Unused: onInput below parses and dispatches itself (Http::Handler::onInput
+  // is private in 0.0.5, so it cannot be wrapped).
+  void onRequest(const Pistache::Http::Request&, Pistache::Http::ResponseWriter writer) override {
+    writer.send(Pistache::Http::Code::Internal_Server_Error);
+  }
+
+  // Replaces Http::Handler::onConnection (private in 0.0.5, so it cannot be
+  // called), which only does the first line (checked in the disassembly).
+  void onConnection(const std::shared_ptr<Peer>& peer) override {
+    peer->putData(ParserData, std::make_shared<Pistache::Http::RequestParser>(getMaxRequestSize()));
+    peer->putData(kConnStateKey,
+                  std::make_shared<ConnState>(ReactorRef{transport(), std::this_thread::get_id()},
+                                              core_->conns, peer));
+  }
+
+  void onInput(const char* buffer, std::size_t len, const std::shared_ptr<Peer>& peer) override {
+    ConnState* st = FindState(peer);
+    try {
+      if (!st || st->rejected) return;
+      Input(core_, buffer, len, peer, *st);
+    } catch (const std::exception& e) {
+      // Never let an exception into Pistache's reactor loop.
+      Log(std::string("input handling failed: ") + e.what());
+      if (st && !st->rejected) Reject(peer, *st, 400, "malformed request");
+    }
+  }
+
+  void onDisconnection(const std::shared_ptr<Peer>& peer) override {
+    if (ConnState* st = FindState(peer)) st->shared->CloseAll();
+  }
+
+ private:
+  Core* core_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+struct HttpServer::Impl {
+  Core core;
+  std::unique_ptr<Pistache::Http::Endpoint> endpoint;
+  std::shared_ptr<PistacheHandler> handler;
+  std::uint16_t port = 0;
+  bool started = false;
+  bool stopped = false;
+
+  std::thread reaper;
+  std::mutex reaper_mu;
+  std::condition_variable reaper_cv;
+  bool reaper_stop = false;
+
+  // Ends streams that reached keepalive_timeout (minus a margin), so they
+  // finish with a final chunk before Pistache drops the idle connection.
+  void Reap() {
+    std::unique_lock<std::mutex> lock(reaper_mu);
+    while (!reaper_stop) {
+      reaper_cv.wait_for(lock, std::chrono::milliseconds(200));
+      if (reaper_stop) break;
+      lock.unlock();
+      auto now = std::chrono::steady_clock::now();
+      for (auto& s : core.registry->Snapshot()) {
+        if (s->deadline() <= now) s->End();
+      }
+      lock.lock();
+    }
+  }
+
+  void StopReaper() {
+    {
+      std::lock_guard<std::mutex> lock(reaper_mu);
+      reaper_stop = true;
+    }
+    reaper_cv.notify_all();
+    if (reaper.joinable()) reaper.join();
+  }
+};
+
+HttpServer::HttpServer(ServerOptions options, Handler handler) : impl_(std::make_unique<Impl>()) {
+  impl_->core.options = std::move(options);
+  impl_->core.handler = std::move(handler);
+}
+
+HttpServer::~HttpServer() {
+  Shutdown();
+}
+
+bool HttpServer::Start(std::string* error) {
+  auto fail = [&](const std::string& message) {
+    if (error) *error = message;
+    return false;
+  };
+  if (impl_->started) return fail("the server was already started");
+  const ServerOptions& o = impl_->core.options;
+  const std::string where = o.address + ":" + std::to_string(o.port);
+  try {
+    Pistache::Address address(o.address, Pistache::Port(o.port));
+    auto endpoint = std::make_unique<Pistache::Http::Endpoint>(address);
+    auto opts = Pistache::Http::Endpoint::options()
+                    .threads(std::max(1, o.reactor_threads))
+                    // SO_REUSEADDR only skips TIME_WAIT; a port in use still
+                    // fails (verified), unlike ReusePort.
+                    .flags(Pistache::Tcp::Options::ReuseAddr)
+                    .maxRequestSize(o.hard_body_limit + kMaxHeadBytes)
+                    .headerTimeout(o.header_timeout)
+                    .bodyTimeout(o.header_timeout)
+                    .keepaliveTimeout(o.keepalive_timeout);
+    endpoint->init(opts);
+    auto handler = std::make_shared<PistacheHandler>(&impl_->core);
+    endpoint->setHandler(handler);
+    endpoint->serveThreaded();
+    impl_->port = endpoint->getPort();
+    impl_->endpoint = std::move(endpoint);
+    impl_->handler = std::move(handler);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    std::replace(what.begin(), what.end(), '\n', ' ');
+    return fail("cannot listen on " + where + ": " + what);
+  }
+  impl_->started = true;
+  impl_->core.pool.Start(impl_->core.options.worker_threads);
+  impl_->reaper = std::thread([impl = impl_.get()] { impl->Reap(); });
+  return true;
+}
+
+std::uint16_t HttpServer::port() const {
+  return impl_->port;
+}
+
+void HttpServer::Shutdown() {
+  Impl& impl = *impl_;
+  if (!impl.started || impl.stopped) return;
+  impl.stopped = true;
+  Core& core = impl.core;
+
+  // 1. New requests get 503 from now on.
+  core.accepting.store(false);
+  // 2. End every open stream; streams started from now on are born ended.
+  {
+    std::lock_guard<std::mutex> lock(core.registry->mu);
+    core.registry->stopping = true;
+  }
+  for (auto& s : core.registry->Snapshot()) s->End();
+  impl.StopReaper();
+  // 3. Let handlers in flight (and queued) finish; new jobs are refused.
+  core.pool.Drain();
+  // 4. Give the reactors a moment to write what is queued to the clients
+  //    still there (one that does not read must not hold us up).
+  const auto flush_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  for (auto& conn : core.conns->Snapshot()) {
+    std::unique_lock<std::mutex> lock(conn->pending->mu);
+    conn->pending->cv.wait_until(
+        lock, flush_deadline, [&] { return conn->pending->bytes.load() == 0 || conn->IsGone(); });
+  }
+  // 5. Stop the listener and the reactors; dropping the endpoint closes every
+  //    connection.
+  // 5. Close every connection. Pistache 0.0.5 never closes a peer's socket
+  //    on shutdown (the fds stay open until the process exits and clients
+  //    hang), and Endpoint::shutdown() only signals the reactor threads, so
+  //    the sockets cannot be closed from here either. Instead each one is
+  //    shut down on its own reactor; Pistache then reads EOF and closes and
+  //    forgets it as for any disconnect. Connections accepted meanwhile are
+  //    caught by the next round.
+  const auto close_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  std::unordered_map<const ConnShared*, std::weak_ptr<ConnShared>> asked;
+  for (;;) {
+    auto live = core.conns->Snapshot();
+    if (live.empty() || std::chrono::steady_clock::now() >= close_deadline) break;
+    for (auto& conn : live) {
+      if (!asked.emplace(conn.get(), conn).second) continue;
+      OnReactor(conn->reactor, [conn] {
+        std::lock_guard<std::mutex> lock(conn->mu);
+        if (conn->gone) return;
+        if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  // 6. Stop the acceptor and the reactors (joined when the endpoint is
+  //    destroyed).
+  try {
+    impl.endpoint->shutdown();
+  } catch (const std::exception& e) {
+    Log(std::string("endpoint shutdown failed: ") + e.what());
+  }
+  impl.endpoint.reset();
+  impl.handler.reset();
+}
+
+}  // namespace quire::http

@@ -1,0 +1,697 @@
+#include "server/http/http_server.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace quire::http {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+class CurlEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { curl_global_init(CURL_GLOBAL_DEFAULT); }
+  void TearDown() override { curl_global_cleanup(); }
+};
+[[maybe_unused]] auto* const curl_env = ::testing::AddGlobalTestEnvironment(new CurlEnvironment);
+
+// ---------------------------------------------------------------------------
+// Clients.
+
+struct CurlResult {
+  CURLcode code = CURLE_OK;
+  long status = 0;
+  long new_connections = 0;
+  std::string headers;  // raw header lines, as received
+  std::string body;
+};
+
+std::size_t AppendTo(char* data, std::size_t size, std::size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+// One request; pass `handle` to reuse a connection.
+CurlResult Curl(const std::string& method, const std::string& url,
+                const std::vector<std::string>& headers = {},
+                const std::optional<std::string>& body = std::nullopt, CURL* handle = nullptr) {
+  CURL* h = handle ? handle : curl_easy_init();
+  CurlResult r;
+  curl_slist* list = nullptr;
+  for (const auto& hdr : headers) list = curl_slist_append(list, hdr.c_str());
+  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendTo);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &r.body);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &AppendTo);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, &r.headers);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  if (body) {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data());
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+  } else {
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
+  }
+  r.code = curl_easy_perform(h);
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+  curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &r.new_connections);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
+  curl_slist_free_all(list);
+  if (!handle) curl_easy_cleanup(h);
+  return r;
+}
+
+// A plain TCP client, for exact bytes on the wire.
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port, int rcvbuf = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error("connect failed");
+    }
+  }
+  ~RawClient() { Close(); }
+
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  void Send(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  // Reads into buf until `done(buf)` or EOF or the timeout. Returns done(buf).
+  template <typename Pred>
+  bool ReadUntil(Pred done, std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (!done(buf)) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0 || eof) return done(buf);
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char tmp[65536];
+      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n <= 0) {
+        eof = true;
+      } else {
+        buf.append(tmp, static_cast<std::size_t>(n));
+      }
+    }
+    return true;
+  }
+
+  bool WaitEof(std::chrono::milliseconds timeout) {
+    ReadUntil([&](const std::string&) { return eof; }, timeout);
+    return eof;
+  }
+
+  // Reads one response framed by Content-Length (none: no body) and removes
+  // it from buf. Returns false on timeout.
+  bool ReadResponse(std::string* head, std::string* body,
+                    std::chrono::milliseconds timeout = 3000ms) {
+    if (!ReadUntil([](const std::string& b) { return b.find("\r\n\r\n") != std::string::npos; },
+                   timeout)) {
+      return false;
+    }
+    std::size_t head_end = buf.find("\r\n\r\n") + 4;
+    *head = buf.substr(0, head_end);
+    std::size_t length = 0;
+    if (auto pos = head->find("Content-Length: "); pos != std::string::npos) {
+      length = std::stoul(head->substr(pos + 16));
+    }
+    if (!ReadUntil([&](const std::string& b) { return b.size() >= head_end + length; }, timeout)) {
+      return false;
+    }
+    *body = buf.substr(head_end, length);
+    buf.erase(0, head_end + length);
+    return true;
+  }
+
+  std::string buf;
+  bool eof = false;
+
+ private:
+  int fd_ = -1;
+};
+
+// Parses chunks from the front of `data` (after the head). Stops at an
+// incomplete chunk; sets *final on the zero-size chunk. Removes what it read.
+std::vector<std::string> TakeChunks(std::string* data, bool* final) {
+  std::vector<std::string> out;
+  for (;;) {
+    std::size_t eol = data->find("\r\n");
+    if (eol == std::string::npos) return out;
+    std::size_t size = std::stoul(data->substr(0, eol), nullptr, 16);
+    if (size == 0) {
+      if (data->size() < eol + 4) return out;
+      data->erase(0, eol + 4);
+      *final = true;
+      return out;
+    }
+    if (data->size() < eol + 2 + size + 2) return out;
+    out.push_back(data->substr(eol + 2, size));
+    data->erase(0, eol + 2 + size + 2);
+  }
+}
+
+// Hands streams from the handler (a worker thread) to the test thread.
+class StreamBox {
+ public:
+  void Put(std::shared_ptr<ResponseStream> s) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      streams_.push_back(std::move(s));
+    }
+    cv_.notify_all();
+  }
+  std::shared_ptr<ResponseStream> Take(std::chrono::milliseconds timeout = 3000ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !streams_.empty(); })) return nullptr;
+    auto s = streams_.front();
+    streams_.pop_front();
+    return s;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<ResponseStream>> streams_;
+};
+
+const std::vector<std::pair<std::string, std::string>> kEventHeaders = {
+    {"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}};
+
+// ---------------------------------------------------------------------------
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void StartServer(ServerOptions options = {}) {
+    options.port = 0;
+    server_ = std::make_unique<HttpServer>(
+        options, [this](const Request& req, Responder& res) { Handle(req, res); });
+    std::string error;
+    ASSERT_TRUE(server_->Start(&error)) << error;
+    ASSERT_NE(server_->port(), 0);
+  }
+
+  std::string Url(const std::string& target) const {
+    return "http://127.0.0.1:" + std::to_string(server_->port()) + target;
+  }
+
+  void Handle(const Request& req, Responder& res) {
+    if (req.path == "/throw") throw std::runtime_error("secret database detail");
+    if (req.path == "/silent") return;
+    if (req.path == "/nocontent") {
+      res.Send(Response{204, "", "application/json", {}});
+      return;
+    }
+    if (req.path == "/login") {
+      Response r;
+      r.body = R"({"id":"U1"})";
+      r.set_cookies = {"identity=tok123; HttpOnly; SameSite=Strict; Path=/", "other=1; Path=/"};
+      res.Send(std::move(r));
+      return;
+    }
+    if (req.path == "/slow") {
+      std::this_thread::sleep_for(50ms);
+      res.Send(Response{200, R"({"slow":true})", "application/json", {}});
+      return;
+    }
+    if (req.path == "/slower") {
+      std::this_thread::sleep_for(300ms);
+      res.Send(Response{200, R"({"slower":true})", "application/json", {}});
+      return;
+    }
+    if (req.path == "/events") {
+      box_.Put(res.StartStream(200, kEventHeaders));
+      return;
+    }
+    nlohmann::json j;
+    j["method"] = req.method;
+    j["path"] = req.path;
+    j["query"] = req.query;
+    j["query_malformed"] = req.query_malformed;
+    j["headers"] = req.headers;
+    j["cookies"] = req.cookies;
+    j["body"] = req.body;
+    const std::string* ct = req.Header("content-type");
+    j["has_ct"] = ct != nullptr;
+    res.Send(Response{200, j.dump(), "application/json", {}});
+  }
+
+  std::unique_ptr<HttpServer> server_;
+  StreamBox box_;
+};
+
+TEST(MakeChunkTest, Frames) {
+  EXPECT_EQ(*MakeChunk("hello"), "5\r\nhello\r\n");
+  EXPECT_EQ(*MakeChunk(std::string(26, 'x')), "1a\r\n" + std::string(26, 'x') + "\r\n");
+  EXPECT_EQ(*MakeChunk(""), "");  // never the terminating zero chunk
+}
+
+TEST_F(HttpServerTest, JsonRoundTripDecodesPathQueryHeadersCookies) {
+  StartServer();
+  auto r = Curl("POST", Url("/p/caf%C3%A9%20room?q=caf%C3%A9+x%26y&n=1&n=2&flag"),
+                {"Cookie: identity=abc; theme=dark", "Last-Event-ID: 42", "Idempotency-Key: k-1",
+                 "Content-Type: application/json", "X-Dup: 1", "X-Dup: 2"},
+                R"({"a":1})");
+  ASSERT_EQ(r.code, CURLE_OK);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.headers.find("Content-Type: application/json\r\n"), std::string::npos);
+  auto j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["method"], "POST");
+  EXPECT_EQ(j["path"], "/p/café room");
+  EXPECT_EQ(j["query"]["q"], "café x&y");
+  EXPECT_EQ(j["query"]["n"], "2");  // the last one wins
+  EXPECT_EQ(j["query"]["flag"], "");
+  EXPECT_EQ(j["query_malformed"], false);
+  EXPECT_EQ(j["headers"]["cookie"], "identity=abc; theme=dark");
+  EXPECT_EQ(j["headers"]["last-event-id"], "42");
+  EXPECT_EQ(j["headers"]["idempotency-key"], "k-1");
+  EXPECT_EQ(j["headers"]["content-type"], "application/json");
+  EXPECT_EQ(j["headers"]["content-length"], "7");
+  EXPECT_EQ(j["headers"]["x-dup"], "1, 2");
+  EXPECT_EQ(j["has_ct"], true);
+  EXPECT_EQ(j["cookies"]["identity"], "abc");
+  EXPECT_EQ(j["cookies"]["theme"], "dark");
+  EXPECT_EQ(j["body"], R"({"a":1})");
+
+  auto bad = Curl("GET", Url("/x?a=%zz&b=%4"));
+  auto jb = nlohmann::json::parse(bad.body);
+  EXPECT_EQ(jb["query_malformed"], true);
+  EXPECT_EQ(jb["query"]["a"], "%zz");
+  EXPECT_EQ(jb["method"], "GET");
+}
+
+TEST_F(HttpServerTest, ExpectContinueIsAnsweredAtOnce) {
+  StartServer();
+  std::string body(200 * 1024, 'b');
+  auto start = Clock::now();
+  auto r = Curl("POST", Url("/echo"), {"Expect: 100-continue"}, body);
+  EXPECT_LT(Clock::now() - start, 900ms);  // curl waits 1 s for a 100 that never comes
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(nlohmann::json::parse(r.body)["body"].get<std::string>().size(), body.size());
+}
+
+TEST_F(HttpServerTest, SetCookieBytesOnTheWire) {
+  StartServer();
+  RawClient c(server_->port());
+  c.Send("POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  std::string head, body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("\r\nSet-Cookie: identity=tok123; HttpOnly; SameSite=Strict; Path=/\r\n"),
+            std::string::npos)
+      << head;
+  EXPECT_NE(head.find("\r\nSet-Cookie: other=1; Path=/\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nContent-Type: application/json\r\n"), std::string::npos) << head;
+  EXPECT_EQ(body, R"({"id":"U1"})");
+}
+
+TEST_F(HttpServerTest, NoContentHasNoBody) {
+  StartServer();
+  RawClient c(server_->port());
+  c.Send("POST /nocontent HTTP/1.1\r\nHost: x\r\n\r\nGET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head, body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 204 No Content\r\n", 0), 0u) << head;
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Type"), std::string::npos) << head;
+  // The next bytes on the connection are the next response, not a body.
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_EQ(nlohmann::json::parse(body)["path"], "/x");
+}
+
+TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  StartServer();
+  RawClient c(server_->port());
+  c.Send(
+      "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+      "POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+      "GET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head, body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(body, R"({"slow":true})");
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(nlohmann::json::parse(body)["body"], "abc");
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(nlohmann::json::parse(body)["path"], "/two");
+
+  // A request sent while a stream is open waits for the end of the stream.
+  c.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\nGET /three HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = box_.Take();
+  ASSERT_TRUE(stream);
+  EXPECT_TRUE(stream->Write(MakeChunk("data: x\n\n")));
+  std::this_thread::sleep_for(50ms);
+  stream->End();
+  ASSERT_TRUE(c.ReadUntil(
+      [](const std::string& b) { return b.find("/three") != std::string::npos; }, 2000ms));
+  std::size_t end_of_stream = c.buf.find("\r\n0\r\n\r\n");
+  ASSERT_NE(end_of_stream, std::string::npos) << c.buf;
+  EXPECT_LT(end_of_stream, c.buf.find("HTTP/1.1 200 OK", 10)) << c.buf;
+}
+
+TEST_F(HttpServerTest, IdleKeepAliveIsNotTimedOutButAStalledRequestIs) {
+  ServerOptions o;
+  o.header_timeout = 1s;
+  StartServer(o);
+  RawClient idle(server_->port());
+  idle.Send("GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head, body;
+  ASSERT_TRUE(idle.ReadResponse(&head, &body));
+  RawClient stalled(server_->port());
+  stalled.Send("GET /never HTTP/1.1\r\nHo");
+  EXPECT_TRUE(stalled.WaitEof(2500ms));
+  EXPECT_EQ(stalled.buf.rfind("HTTP/1.1 408", 0), 0u) << stalled.buf;
+  // The idle connection outlived the header timeout and still works.
+  idle.Send("GET /second HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(idle.ReadResponse(&head, &body));
+  EXPECT_EQ(nlohmann::json::parse(body)["path"], "/second");
+}
+
+TEST_F(HttpServerTest, HandlerThrowingGives500WithoutDetails) {
+  StartServer();
+  auto r = Curl("GET", Url("/throw"));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body, R"({"error":"internal error"})");
+  EXPECT_EQ(r.body.find("secret"), std::string::npos);
+  EXPECT_NE(r.headers.find("Content-Type: application/json\r\n"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, HandlerNotAnsweringGives500) {
+  StartServer();
+  auto r = Curl("GET", Url("/silent"));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body, R"({"error":"internal error"})");
+}
+
+TEST_F(HttpServerTest, ChunkedRequestBodyGets411AndClose) {
+  StartServer();
+  RawClient c(server_->port());
+  // A huge chunk size: Pistache alone would reserve 2 GiB for it.
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "7fffffff\r\nabc");
+  std::string head, body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 411 Length Required\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("Connection: close\r\n"), std::string::npos) << head;
+  EXPECT_TRUE(nlohmann::json::parse(body).contains("error")) << body;
+  c.Send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");  // dropped
+  EXPECT_TRUE(c.WaitEof(2000ms));
+  EXPECT_TRUE(c.buf.empty()) << c.buf;
+}
+
+TEST_F(HttpServerTest, ContentLengthOverHardLimitGets413) {
+  ServerOptions o;
+  o.hard_body_limit = 1000;
+  StartServer(o);
+  RawClient c(server_->port());
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\nxx");
+  std::string head, body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 413 ", 0), 0u) << head;
+  EXPECT_NE(head.find("Connection: close\r\n"), std::string::npos) << head;
+  EXPECT_EQ(body, R"({"error":"request body too large"})");
+  EXPECT_TRUE(c.WaitEof(2000ms));
+
+  // At the limit is fine.
+  auto r = Curl("POST", Url("/echo"), {}, std::string(1000, 'a'));
+  EXPECT_EQ(r.status, 200);
+  auto big = Curl("POST", Url("/echo"), {}, std::string(1001, 'a'));
+  EXPECT_EQ(big.status, 413);
+}
+
+TEST_F(HttpServerTest, KeepAliveIsAnsweredAndUsed) {
+  StartServer();
+  CURL* h = curl_easy_init();
+  auto first = Curl("GET", Url("/a"), {}, std::nullopt, h);
+  auto second = Curl("GET", Url("/b"), {}, std::nullopt, h);
+  curl_easy_cleanup(h);
+  EXPECT_NE(first.headers.find("Connection: keep-alive\r\n"), std::string::npos) << first.headers;
+  EXPECT_EQ(first.new_connections, 1);
+  EXPECT_EQ(second.new_connections, 0);  // the connection was reused
+  EXPECT_EQ(nlohmann::json::parse(second.body)["path"], "/b");
+
+  // Connection: close is honoured: the server half-closes after answering.
+  RawClient c(server_->port());
+  c.Send("GET /c HTTP/1.0\r\n\r\n");
+  EXPECT_TRUE(c.WaitEof(2000ms));
+  EXPECT_NE(c.buf.find("Connection: close\r\n"), std::string::npos) << c.buf;
+}
+
+TEST_F(HttpServerTest, StreamFromWorkerInOrderUnderLoadThenConnectionReused) {
+  StartServer();
+  RawClient c(server_->port());
+  c.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = box_.Take();
+  ASSERT_TRUE(stream);
+  ASSERT_TRUE(c.ReadUntil(
+      [](const std::string& b) { return b.find("\r\n\r\n") != std::string::npos; }, 2000ms));
+  std::string head = c.buf.substr(0, c.buf.find("\r\n\r\n") + 4);
+  c.buf.erase(0, head.size());
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("Content-Type: text/event-stream\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Cache-Control: no-cache\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Transfer-Encoding: chunked\r\n"), std::string::npos) << head;
+
+  constexpr int kEvents = 200;
+  std::thread writer([&] {
+    for (int i = 0; i < kEvents; ++i) {
+      EXPECT_TRUE(stream->Write(MakeChunk("data: " + std::to_string(i) + "\n\n")));
+      if (i % 20 == 0) std::this_thread::sleep_for(5ms);
+    }
+  });
+  std::vector<std::thread> load;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 20; ++i) {
+    load.emplace_back([&] {
+      if (Curl("GET", Url("/slow")).status == 200) ++ok;
+    });
+  }
+  writer.join();
+  for (auto& t : load) t.join();
+  EXPECT_EQ(ok.load(), 20);
+
+  stream->End();
+  EXPECT_TRUE(stream->Closed());
+  EXPECT_FALSE(stream->Write(MakeChunk("late")));
+
+  std::vector<std::string> got;
+  bool final = false;
+  ASSERT_TRUE(c.ReadUntil(
+      [&](const std::string&) {
+        for (auto& s : TakeChunks(&c.buf, &final)) got.push_back(s);
+        return final;
+      },
+      3000ms));
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) EXPECT_EQ(got[i], "data: " + std::to_string(i) + "\n\n");
+
+  // The connection is free for the next request.
+  c.Send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(nlohmann::json::parse(body)["path"], "/after");
+}
+
+TEST_F(HttpServerTest, ClientDisconnectClosesStream) {
+  StartServer();
+  auto c = std::make_unique<RawClient>(server_->port());
+  c->Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = box_.Take();
+  ASSERT_TRUE(stream);
+  std::promise<void> closed;
+  std::atomic<int> calls{0};
+  stream->OnClose([&] {
+    if (++calls == 1) closed.set_value();
+  });
+  EXPECT_TRUE(stream->Write(MakeChunk("data: 1\n\n")));
+  c.reset();  // the client goes
+  ASSERT_EQ(closed.get_future().wait_for(2s), std::future_status::ready);
+  EXPECT_TRUE(stream->Closed());
+  EXPECT_FALSE(stream->Write(MakeChunk("data: 2\n\n")));
+  stream->End();  // idempotent, no second callback
+  bool late = false;
+  stream->OnClose([&] { late = true; });  // runs at once
+  EXPECT_TRUE(late);
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST_F(HttpServerTest, StreamOutlivesHeaderTimeoutAndEndsAtKeepalive) {
+  ServerOptions o;
+  o.header_timeout = 2s;
+  o.keepalive_timeout = 4s;  // the stream is ended 1 s before: at ~3 s
+  StartServer(o);
+  RawClient c(server_->port());
+  auto start = Clock::now();
+  c.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = box_.Take();
+  ASSERT_TRUE(stream);
+  std::promise<void> closed;
+  stream->OnClose([&] { closed.set_value(); });
+  std::thread writer([&] {
+    for (int i = 0; stream->Write(MakeChunk("data: tick\n\n")); ++i) {
+      std::this_thread::sleep_for(250ms);
+    }
+  });
+  bool final = false;
+  int ticks = 0;
+  c.ReadUntil(
+      [&](const std::string&) {
+        if (c.buf.find("\r\n\r\n") != std::string::npos && c.buf.rfind("HTTP/1.1 200", 0) == 0) {
+          c.buf.erase(0, c.buf.find("\r\n\r\n") + 4);
+        }
+        ticks += static_cast<int>(TakeChunks(&c.buf, &final).size());
+        return final;
+      },
+      5000ms);
+  auto elapsed = Clock::now() - start;
+  writer.join();
+  EXPECT_TRUE(final) << "the stream must end with the final chunk";
+  EXPECT_GT(elapsed, 2500ms);  // well past the 2 s header timeout
+  EXPECT_LT(elapsed, 4000ms);
+  EXPECT_GE(ticks, 9);
+  EXPECT_EQ(c.buf.find("408"), std::string::npos) << c.buf;
+  EXPECT_EQ(closed.get_future().wait_for(1s), std::future_status::ready);
+  EXPECT_TRUE(stream->Closed());
+}
+
+TEST_F(HttpServerTest, PendingBytesGrowForAClientThatDoesNotRead) {
+  StartServer();
+  auto c = std::make_unique<RawClient>(server_->port(), /*rcvbuf=*/4096);
+  c->Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = box_.Take();
+  ASSERT_TRUE(stream);
+  auto chunk = MakeChunk(std::string(64 * 1024, 'x'));
+  for (int i = 0; i < 256; ++i) ASSERT_TRUE(stream->Write(chunk));  // 16 MiB
+  std::this_thread::sleep_for(200ms);
+  std::size_t pending = stream->PendingBytes();
+  EXPECT_GT(pending, 4u << 20) << "the kernel cannot have taken 12 MiB";
+  auto start = Clock::now();
+  EXPECT_FALSE(stream->WaitPendingAtMost(0, 300ms));
+  EXPECT_GE(Clock::now() - start, 290ms);
+  EXPECT_TRUE(stream->WaitPendingAtMost(pending + chunk->size(), 10ms));
+
+  // Reading drains it.
+  std::thread reader(
+      [&] { c->ReadUntil([](const std::string& b) { return b.size() > (16u << 20); }, 5000ms); });
+  EXPECT_TRUE(stream->WaitPendingAtMost(0, 5000ms));
+  EXPECT_EQ(stream->PendingBytes(), 0u);
+  reader.join();
+
+  // A client that goes wakes a waiter at once.
+  for (int i = 0; i < 256; ++i) stream->Write(chunk);
+  std::thread closer([&] {
+    std::this_thread::sleep_for(100ms);
+    c.reset();
+  });
+  start = Clock::now();
+  EXPECT_FALSE(stream->WaitPendingAtMost(0, 3000ms));
+  EXPECT_LT(Clock::now() - start, 2000ms);
+  closer.join();
+  EXPECT_TRUE(stream->Closed());
+}
+
+TEST_F(HttpServerTest, ShutdownWithOpenStreamsIsQuickAndEndsThem) {
+  StartServer();
+  std::vector<std::unique_ptr<RawClient>> clients;
+  std::vector<std::shared_ptr<ResponseStream>> streams;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(std::make_unique<RawClient>(server_->port()));
+    clients.back()->Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    streams.push_back(box_.Take());
+    ASSERT_TRUE(streams.back());
+    EXPECT_TRUE(streams.back()->Write(MakeChunk("data: hi\n\n")));
+  }
+  auto start = Clock::now();
+  server_->Shutdown();
+  EXPECT_LT(Clock::now() - start, 1s);
+  server_->Shutdown();  // idempotent
+  for (auto& s : streams) {
+    EXPECT_TRUE(s->Closed());
+    EXPECT_FALSE(s->Write(MakeChunk("data: late\n\n")));
+  }
+  for (auto& c : clients) {
+    EXPECT_TRUE(c->WaitEof(2000ms));
+    std::size_t head = c->buf.find("\r\n\r\n");
+    ASSERT_NE(head, std::string::npos);
+    std::string rest = c->buf.substr(head + 4);
+    bool final = false;
+    auto chunks = TakeChunks(&rest, &final);
+    EXPECT_EQ(chunks, std::vector<std::string>{"data: hi\n\n"});
+    EXPECT_TRUE(final) << "the client sees the end of the stream";
+  }
+}
+
+TEST_F(HttpServerTest, ShutdownFinishesHandlersInFlightAndRefusesNewRequests) {
+  StartServer();
+  RawClient waiting(server_->port());  // connected before the shutdown
+  waiting.Send("GET /warmup HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head, body;
+  ASSERT_TRUE(waiting.ReadResponse(&head, &body));
+
+  RawClient busy(server_->port());
+  busy.Send("GET /slower HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(20ms);  // the handler is running
+  auto start = Clock::now();
+  std::thread stopper([&] { server_->Shutdown(); });
+  std::this_thread::sleep_for(15ms);
+  waiting.Send("GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(waiting.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 503 ", 0), 0u) << head;
+  EXPECT_EQ(body, R"({"error":"server is shutting down"})");
+  ASSERT_TRUE(busy.ReadResponse(&head, &body));
+  EXPECT_EQ(body, R"({"slower":true})");
+  stopper.join();
+  EXPECT_LT(Clock::now() - start, 1s);
+}
+
+TEST_F(HttpServerTest, PortInUseFailsWithOneLine) {
+  StartServer();
+  ServerOptions o;
+  o.port = server_->port();
+  HttpServer second(o, [](const Request&, Responder&) {});
+  std::string error;
+  EXPECT_FALSE(second.Start(&error));
+  EXPECT_NE(error.find("in use"), std::string::npos) << error;
+  EXPECT_EQ(error.find('\n'), std::string::npos);
+  // The first server still answers.
+  EXPECT_EQ(Curl("GET", Url("/x")).status, 200);
+}
+
+}  // namespace
+}  // namespace quire::http
