@@ -1,0 +1,310 @@
+// Conversations and messages: creation, deletion, tombstones, body limits and
+// Idempotency-Key.
+#include "tests/api/harness.h"
+
+namespace quire::apitest {
+namespace {
+
+using ConversationsTest = ApiTest;
+
+const std::set<std::string> kConversationCreated = {"type", "event", "at", "id", "name"};
+const std::set<std::string> kConversationDeleted = {"type", "event", "at", "id"};
+const std::set<std::string> kMessageSent = {"type",   "event", "at",  "conversation",
+                                            "sender", "id",    "body"};
+const std::set<std::string> kMessageDeleted = {"type", "event", "at", "id", "conversation"};
+
+TEST_F(ConversationsTest, CreateConversation) {
+  Client owner = Setup();
+  Response r = owner.post("/api/conversations", {{"name", "general"}});
+  ASSERT_TRUE(HasStatus(r, 202));
+  Json j = r.json();
+  EXPECT_EQ(Keys(j), (std::set<std::string>{"id", "name"}));
+  EXPECT_TRUE(IsId(j["id"], 'C'));
+  EXPECT_EQ(j["name"], "general");
+
+  Json events = Boot(owner)["events"];
+  ASSERT_EQ(events.size(), 2u);
+  Json e = events[1];
+  EXPECT_EQ(Keys(e), kConversationCreated);
+  EXPECT_EQ(e["type"], "conversation");
+  EXPECT_EQ(e["event"], "created");
+  EXPECT_EQ(e["id"], j["id"]);
+  EXPECT_EQ(e["name"], "general");
+  EXPECT_TRUE(IsTimestamp(e["at"]));
+  EXPECT_GE(TimestampMicros(e["at"]), TimestampMicros(events[0]["at"]));
+}
+
+TEST_F(ConversationsTest, CreateConversationFailures) {
+  Client owner = Setup();
+  Client bob = Invite(owner, "bob");
+  CreateConversation(owner, "General Chat");
+  Client anonymous = NewClient();
+  EXPECT_TRUE(IsJsonError(anonymous.post("/api/conversations", {{"name", "x"}}), 401));
+  EXPECT_TRUE(IsJsonError(owner.post("/api/conversations", {{"name", ""}}), 400));
+  EXPECT_TRUE(IsJsonError(owner.post("/api/conversations", {{"name", " general"}}), 400));
+  // Same canonical name (NFKC maps the no-break space to a space): 409, for anyone.
+  for (const std::string name :
+       {"General Chat", "general chat", "GENERAL CHAT", "General\u00a0Chat"}) {
+    EXPECT_TRUE(IsJsonError(bob.post("/api/conversations", {{"name", name}}), 409)) << name;
+  }
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "conversation", "created").size(), 1u);
+}
+
+TEST_F(ConversationsTest, ConversationNamesAreNfc) {
+  Client owner = Setup();
+  Response r = owner.post("/api/conversations", {{"name", "Re\u0301sume\u0301"}});
+  ASSERT_TRUE(HasStatus(r, 202));
+  EXPECT_EQ(r.json()["name"], "R\u00e9sum\u00e9");
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "conversation", "created")[0]["name"],
+            "R\u00e9sum\u00e9");
+  EXPECT_TRUE(IsJsonError(owner.post("/api/conversations", {{"name", "r\u00e9sum\u00e9"}}), 409));
+}
+
+TEST_F(ConversationsTest, SendMessage) {
+  Client owner = Setup();
+  std::string user_id = Str(Boot(owner)["login"], "id");
+  std::string conv = CreateConversation(owner, "general");
+  Response r = owner.post("/api/conversations/" + conv, {{"body", "hello, world"}});
+  ASSERT_TRUE(HasStatus(r, 202));
+  Json m = r.json();
+  EXPECT_EQ(Keys(m), (std::set<std::string>{"id", "conversation", "sender", "body", "at"}));
+  EXPECT_TRUE(IsId(m["id"], 'M'));
+  EXPECT_EQ(m["conversation"], conv);
+  EXPECT_EQ(m["sender"], user_id);
+  EXPECT_EQ(m["body"], "hello, world");
+  EXPECT_TRUE(IsTimestamp(m["at"]));
+
+  Json events = Boot(owner)["events"];
+  auto sent = FindEvents(events, "message", "sent");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(Keys(sent[0]), kMessageSent);
+  EXPECT_EQ(sent[0]["id"], m["id"]);
+  EXPECT_EQ(sent[0]["conversation"], conv);
+  EXPECT_EQ(sent[0]["sender"], user_id);
+  EXPECT_EQ(sent[0]["body"], "hello, world");
+  EXPECT_EQ(sent[0]["at"], m["at"]);
+}
+
+TEST_F(ConversationsTest, AnyUserPostsAnywhereAndMessagesKeepTheirText) {
+  Client owner = Setup();
+  Client bob = Invite(owner, "bob");
+  std::string bob_id = Str(Boot(bob)["login"], "id");
+  std::string conv = CreateConversation(owner, "general");
+  const std::string text = "line one\nline two\r\n\ttabbed \"quoted\" \\ emoji \U0001F600 <b>&amp;";
+  Json m = SendMessage(bob, conv, text);
+  EXPECT_EQ(m["sender"], bob_id);
+  EXPECT_EQ(m["body"], text);
+  auto sent = FindEvents(Boot(owner)["events"], "message", "sent");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0]["body"], text);
+  EXPECT_EQ(sent[0]["sender"], bob_id);
+}
+
+TEST_F(ConversationsTest, MessageBodiesAreNfc) {
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "general");
+  Json m = SendMessage(owner, conv, "Cafe\u0301 \u212b");
+  EXPECT_EQ(m["body"], "Caf\u00e9 \u00c5");
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent")[0]["body"], "Caf\u00e9 \u00c5");
+}
+
+TEST_F(ConversationsTest, MessageBodyLimits) {
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "general");
+  std::string path = "/api/conversations/" + conv;
+  // 8192 characters are fine, whatever their UTF-8 length.
+  for (const std::string unit : {"x", "\u00e9", "\u20ac", "\U0001F600"}) {
+    Response ok = owner.post(path, {{"body", Repeat(unit, 8192)}});
+    EXPECT_TRUE(HasStatus(ok, 202)) << "8192 x U+" << unit.size() << "-byte";
+    EXPECT_EQ(Str(ok.json(), "body"), Repeat(unit, 8192));
+    Response over = owner.post(path, {{"body", Repeat(unit, 8193)}});
+    EXPECT_TRUE(IsJsonError(over, 400)) << "8193 x " << unit.size() << "-byte";
+  }
+  // Empty and whitespace-only.
+  for (const std::string body : {"", " ", "   ", "\n", "\t\r\n ", "\u00a0", "\u3000 \u2028"}) {
+    EXPECT_TRUE(IsJsonError(owner.post(path, {{"body", body}}), 400)) << "body: '" << body << "'";
+  }
+  // Surrounding whitespace is fine when there is text.
+  EXPECT_TRUE(HasStatus(owner.post(path, {{"body", "  padded  "}}), 202));
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 5u);
+}
+
+TEST_F(ConversationsTest, SendMessageFailures) {
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "general");
+  Client anonymous = NewClient();
+  EXPECT_TRUE(IsJsonError(anonymous.post("/api/conversations/" + conv, {{"body", "hi"}}), 401));
+  EXPECT_TRUE(
+      IsJsonError(owner.post("/api/conversations/C0000000000000000", {{"body", "hi"}}), 404));
+  EXPECT_TRUE(IsJsonError(owner.post("/api/conversations/nope", {{"body", "hi"}}), 404));
+  std::string user_id = Str(Boot(owner)["login"], "id");
+  EXPECT_TRUE(IsJsonError(owner.post("/api/conversations/" + user_id, {{"body", "hi"}}), 404));
+  // A deleted conversation.
+  ASSERT_TRUE(HasStatus(owner.del("/api/conversations/" + conv), 202));
+  EXPECT_TRUE(IsJsonError(owner.post("/api/conversations/" + conv, {{"body", "hi"}}), 404));
+  EXPECT_TRUE(FindEvents(Boot(owner)["events"], "message", "sent").empty());
+}
+
+TEST_F(ConversationsTest, DeleteConversation) {
+  Client owner = Setup();
+  Client bob = Invite(owner, "bob");
+  std::string conv = CreateConversation(owner, "general");
+  // Anyone may delete an empty conversation.
+  Response r = bob.del("/api/conversations/" + conv);
+  ASSERT_TRUE(HasStatus(r, 202));
+  EXPECT_EQ(r.json(), (Json{{"id", conv}}));
+
+  Json events = Boot(owner)["events"];
+  auto deleted = FindEvents(events, "conversation", "deleted");
+  ASSERT_EQ(deleted.size(), 1u);
+  EXPECT_EQ(Keys(deleted[0]), kConversationDeleted);
+  EXPECT_EQ(deleted[0]["id"], conv);
+  EXPECT_TRUE(IsTimestamp(deleted[0]["at"]));
+  // Tombstone: the created event keeps its place with deleted_at and no name.
+  auto created = FindEvents(events, "conversation", "created", conv);
+  ASSERT_EQ(created.size(), 1u);
+  EXPECT_EQ(created[0]["name"], "");
+  EXPECT_TRUE(IsTimestamp(created[0]["deleted_at"]));
+  EXPECT_EQ(created[0]["deleted_at"], deleted[0]["at"]);
+  auto keys = EventKeys(events);
+  EXPECT_LT(IndexOf(keys, "conversation created " + conv),
+            IndexOf(keys, "conversation deleted " + conv));
+
+  // Gone: a second delete is 404; the name is free again at once.
+  EXPECT_TRUE(IsJsonError(owner.del("/api/conversations/" + conv), 404));
+  std::string again = CreateConversation(owner, "GENERAL");
+  EXPECT_NE(again, conv);
+}
+
+TEST_F(ConversationsTest, DeleteConversationFailures) {
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "general");
+  Json m = SendMessage(owner, conv, "still here");
+  Client anonymous = NewClient();
+  EXPECT_TRUE(IsJsonError(anonymous.del("/api/conversations/" + conv), 401));
+  EXPECT_TRUE(IsJsonError(owner.del("/api/conversations/C0000000000000000"), 404));
+  EXPECT_TRUE(IsJsonError(owner.del("/api/conversations/" + Str(m, "id")), 404));
+  // Live messages: 409, and nothing happens.
+  EXPECT_TRUE(IsJsonError(owner.del("/api/conversations/" + conv), 409));
+  EXPECT_TRUE(HasStatus(owner.post("/api/conversations/" + conv, {{"body", "more"}}), 202));
+  EXPECT_TRUE(FindEvents(Boot(owner)["events"], "conversation", "deleted").empty());
+  // Once its messages are deleted it can go.
+  for (const auto& e : FindEvents(Boot(owner)["events"], "message", "sent")) {
+    EXPECT_TRUE(HasStatus(owner.del("/api/messages/" + Str(e, "id")), 202));
+  }
+  EXPECT_TRUE(HasStatus(owner.del("/api/conversations/" + conv), 202));
+}
+
+TEST_F(ConversationsTest, DeleteMessage) {
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "general");
+  Json m = SendMessage(owner, conv, "secret text");
+  std::string id = Str(m, "id");
+  Response r = owner.del("/api/messages/" + id);
+  ASSERT_TRUE(HasStatus(r, 202));
+  EXPECT_EQ(r.json(), (Json{{"id", id}}));
+
+  Json events = Boot(owner)["events"];
+  auto deleted = FindEvents(events, "message", "deleted");
+  ASSERT_EQ(deleted.size(), 1u);
+  EXPECT_EQ(Keys(deleted[0]), kMessageDeleted);
+  EXPECT_EQ(deleted[0]["id"], id);
+  EXPECT_EQ(deleted[0]["conversation"], conv);
+  EXPECT_TRUE(IsTimestamp(deleted[0]["at"]));
+  // Tombstone: the sent event has deleted_at and an empty body; the rest stays.
+  auto sent = FindEvents(events, "message", "sent", id);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0]["body"], "");
+  EXPECT_EQ(sent[0]["deleted_at"], deleted[0]["at"]);
+  EXPECT_EQ(sent[0]["conversation"], conv);
+  EXPECT_EQ(sent[0]["sender"], m["sender"]);
+  EXPECT_EQ(sent[0]["at"], m["at"]);
+  EXPECT_EQ(events.dump().find("secret text"), std::string::npos);
+
+  EXPECT_TRUE(IsJsonError(owner.del("/api/messages/" + id), 404));
+  // The conversation has no live message any more.
+  EXPECT_TRUE(HasStatus(owner.del("/api/conversations/" + conv), 202));
+}
+
+TEST_F(ConversationsTest, DeleteMessageFailures) {
+  Client owner = Setup();
+  Client bob = Invite(owner, "bob");
+  std::string conv = CreateConversation(owner, "general");
+  Json m = SendMessage(owner, conv, "mine");
+  std::string id = Str(m, "id");
+  Client anonymous = NewClient();
+  EXPECT_TRUE(IsJsonError(anonymous.del("/api/messages/" + id), 401));
+  EXPECT_TRUE(IsJsonError(bob.del("/api/messages/" + id), 403));
+  EXPECT_TRUE(IsJsonError(owner.del("/api/messages/M0000000000000000"), 404));
+  EXPECT_TRUE(IsJsonError(owner.del("/api/messages/" + conv), 404));
+  // Nothing happened.
+  Json events = Boot(owner)["events"];
+  EXPECT_TRUE(FindEvents(events, "message", "deleted").empty());
+  EXPECT_EQ(FindEvents(events, "message", "sent", id)[0]["body"], "mine");
+}
+
+TEST_F(ConversationsTest, TombstonesForDeletedConversationsWithHistory) {
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "project x");
+  Json m1 = SendMessage(owner, conv, "first");
+  Json m2 = SendMessage(owner, conv, "second");
+  ASSERT_TRUE(HasStatus(owner.del("/api/messages/" + Str(m1, "id")), 202));
+  ASSERT_TRUE(HasStatus(owner.del("/api/messages/" + Str(m2, "id")), 202));
+  ASSERT_TRUE(HasStatus(owner.del("/api/conversations/" + conv), 202));
+  Json events = Boot(owner)["events"];
+  std::vector<std::string> want = {
+      "user created " + Str(Boot(owner)["login"], "id"),
+      "conversation created " + conv,
+      "message sent " + Str(m1, "id"),
+      "message sent " + Str(m2, "id"),
+      "message deleted " + Str(m1, "id"),
+      "message deleted " + Str(m2, "id"),
+      "conversation deleted " + conv,
+  };
+  EXPECT_EQ(EventKeys(events), want);
+  std::string dump = events.dump();
+  for (const char* text : {"project x", "first", "second"}) {
+    EXPECT_EQ(dump.find(text), std::string::npos) << text << " is still served";
+  }
+  for (std::size_t i = 1; i < 4; ++i) EXPECT_TRUE(IsTimestamp(events[i]["deleted_at"])) << i;
+}
+
+TEST_F(ConversationsTest, IdempotencyKeyReplaysTheFirstMessage) {
+  Client owner = Setup();
+  Client bob = Invite(owner, "bob");
+  std::string conv = CreateConversation(owner, "general");
+  const Headers key = {{"Idempotency-Key", "key-123"}};
+  Json first = SendMessage(owner, conv, "once", key);
+  std::string id = Str(first, "id");
+  std::size_t events_after_first = Boot(owner)["events"].size();
+
+  // Same key, same user: the same message, nothing new. Also with another body.
+  Json retry = SendMessage(owner, conv, "once", key);
+  EXPECT_EQ(retry["id"], id);
+  EXPECT_EQ(retry["body"], "once");
+  Json changed = SendMessage(owner, conv, "twice?", key);
+  EXPECT_EQ(changed["id"], id);
+  EXPECT_EQ(changed["body"], "once");
+  EXPECT_EQ(Boot(owner)["events"].size(), events_after_first);
+
+  // Another key or no key: a new message.
+  EXPECT_NE(SendMessage(owner, conv, "once", {{"Idempotency-Key", "key-456"}})["id"], id);
+  EXPECT_NE(SendMessage(owner, conv, "once")["id"], id);
+  // Another user with the same key: their own new message.
+  Json bobs = SendMessage(bob, conv, "once", key);
+  EXPECT_NE(bobs["id"], id);
+  EXPECT_EQ(bobs["sender"], Str(Boot(bob)["login"], "id"));
+  EXPECT_EQ(SendMessage(bob, conv, "again", key)["id"], bobs["id"]);
+
+  // After the message is deleted the key still replays it, and emits nothing.
+  ASSERT_TRUE(HasStatus(owner.del("/api/messages/" + id), 202));
+  std::size_t before = Boot(owner)["events"].size();
+  Response replay = owner.post("/api/conversations/" + conv, {{"body", "once"}}, key);
+  EXPECT_TRUE(HasStatus(replay, 202));
+  EXPECT_EQ(replay.json()["id"], id);
+  EXPECT_EQ(Boot(owner)["events"].size(), before);
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 4u);
+}
+
+}  // namespace
+}  // namespace quire::apitest

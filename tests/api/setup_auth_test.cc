@@ -1,0 +1,320 @@
+// Setup, login, logout, password change, sessions, and the rules for names.
+#include "tests/api/harness.h"
+
+namespace quire::apitest {
+namespace {
+
+using SetupAuthTest = ApiTest;
+
+// Names that are not valid (after NFC), with why.
+std::vector<std::pair<std::string, std::string>> InvalidNames() {
+  return {
+      {"", "empty"},
+      {" alice", "leading space"},
+      {"alice ", "trailing space"},
+      {"\u00a0alice", "leading no-break space"},
+      {"alice\u3000", "trailing ideographic space"},
+      {"alice\u2028", "trailing line separator"},
+      {"a  b", "two spaces"},
+      {"a \u00a0b", "space then no-break space"},
+      {"a\u3000\u3000b", "two ideographic spaces"},
+      {"a\tb", "tab (control)"},
+      {"a\nb", "newline (control)"},
+      {"a\x01"
+       "b",
+       "U+0001"},
+      {"a\x7f"
+       "b",
+       "DEL"},
+      {"a\u0085b", "NEL (control)"},
+      {std::string("a\0b", 3), "NUL"},
+      {Repeat("a", 64), "64 ASCII characters"},
+      {Repeat("\u00e9", 64), "64 two-byte characters"},
+      {Repeat("\U0001F600", 64), "64 four-byte characters"},
+      {Repeat("e\u0301", 64), "64 characters after NFC"},
+  };
+}
+
+// Names that are valid, with their NFC form.
+std::vector<std::pair<std::string, std::string>> ValidNames() {
+  return {
+      {"a", "a"},
+      {Repeat("a", 63), Repeat("a", 63)},
+      {Repeat("\u00e9", 63), Repeat("\u00e9", 63)},
+      {Repeat("\U0001F600", 63), Repeat("\U0001F600", 63)},
+      {Repeat("o\u0301", 63), Repeat("\u00f3", 63)},  // 126 code points before NFC
+      {"a b", "a b"},
+      {"c\u00a0d", "c\u00a0d"},  // canonical names must differ: NFKC maps NBSP to a space
+      {"a b c d", "a b c d"},
+      {"\u540d\u524d", "\u540d\u524d"},
+      {"Cafe\u0301", "Caf\u00e9"},
+      {"x-y_z.1!", "x-y_z.1!"},
+  };
+}
+
+TEST_F(SetupAuthTest, SetupCreatesTheFirstUserAndLogsIn) {
+  Client c = NewClient();
+  Response r = c.post("/api/setup", {{"name", "alice"}, {"password", "secret pw"}});
+  ASSERT_TRUE(HasStatus(r, 200));
+  EXPECT_EQ(r.header("content-type").rfind("application/json", 0), 0u) << r.Describe();
+  Json j = r.json();
+  EXPECT_EQ(Keys(j), (std::set<std::string>{"id", "name"}));
+  EXPECT_TRUE(IsId(j["id"], 'U'));
+  EXPECT_EQ(j["name"], "alice");
+  EXPECT_TRUE(SetsIdentityCookie(r));
+
+  Json boot = Boot(c);
+  EXPECT_EQ(boot["login"], (Json{{"id", j["id"]}, {"name", "alice"}}));
+  ASSERT_EQ(boot["events"].size(), 1u);
+  Json e = boot["events"][0];
+  EXPECT_EQ(Keys(e), (std::set<std::string>{"type", "event", "at", "id", "name"}));
+  EXPECT_EQ(e["type"], "user");
+  EXPECT_EQ(e["event"], "created");
+  EXPECT_EQ(e["id"], j["id"]);
+  EXPECT_EQ(e["name"], "alice");
+  EXPECT_TRUE(IsTimestamp(e["at"]));
+}
+
+TEST_F(SetupAuthTest, SetupOnlyOnce) {
+  Client owner = Setup("alice");
+  for (const std::string name : {"bob", "alice"}) {
+    Client c = NewClient();
+    Response r = c.post("/api/setup", {{"name", name}, {"password", "pw"}});
+    EXPECT_TRUE(IsJsonError(r, 409)) << name;
+    EXPECT_FALSE(IdentityCookie(r).has_value()) << name;
+  }
+  // Also with a valid cookie.
+  EXPECT_TRUE(IsJsonError(owner.post("/api/setup", {{"name", "carol"}, {"password", "pw"}}), 409));
+  EXPECT_EQ(Boot(owner)["events"].size(), 1u);
+  Client bob = NewClient();
+  EXPECT_TRUE(IsJsonError(bob.post("/api/auth/login", {{"name", "bob"}, {"password", "pw"}}), 401));
+}
+
+TEST_F(SetupAuthTest, SetupRejectsInvalidNamesAndStaysAvailable) {
+  Client c = NewClient();
+  for (const auto& [name, why] : InvalidNames()) {
+    Response r = c.post("/api/setup", {{"name", name}, {"password", "pw"}});
+    EXPECT_TRUE(IsJsonError(r, 400)) << why;
+    EXPECT_FALSE(c.token().has_value()) << why;
+  }
+  Client owner = Setup("alice");
+  EXPECT_EQ(Boot(owner)["events"].size(), 1u);
+}
+
+TEST_F(SetupAuthTest, SetupStoresNamesInNfc) {
+  Client c = NewClient();
+  Response r = c.post("/api/setup", {{"name", "Cafe\u0301"}, {"password", "pw"}});
+  ASSERT_TRUE(HasStatus(r, 200));
+  EXPECT_EQ(r.json()["name"], "Caf\u00e9");
+  Json boot = Boot(c);
+  EXPECT_EQ(boot["login"]["name"], "Caf\u00e9");
+  EXPECT_EQ(boot["events"][0]["name"], "Caf\u00e9");
+  for (const std::string login :
+       {"Caf\u00e9", "Cafe\u0301", "caf\u00e9", "CAF\u00c9", "CAFE\u0301"}) {
+    Client l = NewClient();
+    Response lr = l.post("/api/auth/login", {{"name", login}, {"password", "pw"}});
+    EXPECT_TRUE(HasStatus(lr, 200)) << login;
+    EXPECT_EQ(lr.json()["name"], "Caf\u00e9") << login;
+  }
+}
+
+TEST_F(SetupAuthTest, ValidNamesAreAccepted) {
+  // Conversation names follow the same rules and cost no password hashing.
+  Client owner = Setup();
+  for (const auto& [name, nfc] : ValidNames()) {
+    Response r = owner.post("/api/conversations", {{"name", name}});
+    EXPECT_TRUE(HasStatus(r, 202)) << "name: " << name;
+    EXPECT_EQ(r.json()["name"], nfc) << "name: " << name;
+  }
+  for (const auto& [name, why] : InvalidNames()) {
+    EXPECT_TRUE(IsJsonError(owner.post("/api/conversations", {{"name", name}}), 400)) << why;
+  }
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "conversation", "created").size(),
+            ValidNames().size());
+}
+
+TEST_F(SetupAuthTest, LoginGivesANewCookieAndTheStoredName) {
+  Client owner = Setup("Alice", "pw one");
+  std::string setup_token = *owner.token();
+  std::string id = Str(Boot(owner)["login"], "id");
+  for (const std::string name : {"Alice", "alice", "ALICE", "aLiCe"}) {
+    Client c = NewClient();
+    Response r = c.post("/api/auth/login", {{"name", name}, {"password", "pw one"}});
+    ASSERT_TRUE(HasStatus(r, 200)) << name;
+    EXPECT_EQ(r.json(), (Json{{"id", id}, {"name", "Alice"}})) << name;
+    EXPECT_TRUE(SetsIdentityCookie(r)) << name;
+    EXPECT_NE(*c.token(), setup_token);
+    EXPECT_TRUE(HasStatus(c.get("/api/boot"), 200)) << name;
+  }
+  // Logging in elsewhere does not end the first session.
+  EXPECT_TRUE(HasStatus(owner.get("/api/boot"), 200));
+  // Logins emit nothing.
+  EXPECT_EQ(Boot(owner)["events"].size(), 1u);
+}
+
+TEST_F(SetupAuthTest, LoginUsesTheCanonicalForm) {
+  Client owner = Setup("\ufb01ne Stra\u00dfe", "pw");  // "ﬁne Straße"
+  for (const std::string name :
+       {"fine strasse", "FINE STRASSE", "\ufb01ne stra\u00dfe", "Fine Strasse"}) {
+    Client c = NewClient();
+    Response r = c.post("/api/auth/login", {{"name", name}, {"password", "pw"}});
+    EXPECT_TRUE(HasStatus(r, 200)) << name;
+    EXPECT_EQ(r.json()["name"], "\ufb01ne Stra\u00dfe") << name;
+  }
+}
+
+TEST_F(SetupAuthTest, LoginFailuresAreIndistinguishable) {
+  Setup("alice", "right password");
+  Client a = NewClient();
+  Response unknown =
+      a.post("/api/auth/login", {{"name", "nobody"}, {"password", "right password"}});
+  Client b = NewClient();
+  Response wrong = b.post("/api/auth/login", {{"name", "alice"}, {"password", "wrong password"}});
+  Client c = NewClient();
+  Response wrong_case =
+      c.post("/api/auth/login", {{"name", "ALICE"}, {"password", "Right password"}});
+  EXPECT_TRUE(IsJsonError(unknown, 401));
+  EXPECT_TRUE(IsJsonError(wrong, 401));
+  EXPECT_TRUE(IsJsonError(wrong_case, 401));
+  EXPECT_EQ(unknown.body, wrong.body);
+  EXPECT_EQ(wrong.body, wrong_case.body);
+  for (const Response* r : {&unknown, &wrong, &wrong_case}) {
+    auto cookie = IdentityCookie(*r);
+    EXPECT_TRUE(!cookie || cookie->Clears()) << "a failed login sets no identity";
+  }
+  EXPECT_FALSE(a.token() || b.token() || c.token());
+}
+
+TEST_F(SetupAuthTest, PasswordsAreNfcNormalized) {
+  Setup("alice", "Cafe\u0301 au lait");
+  auto login = [&](const std::string& password) {
+    Client c = NewClient();
+    return c.post("/api/auth/login", {{"name", "alice"}, {"password", password}});
+  };
+  EXPECT_TRUE(HasStatus(login("Caf\u00e9 au lait"), 200));
+  EXPECT_TRUE(HasStatus(login("Cafe\u0301 au lait"), 200));
+
+  Client c = NewClient();
+  ASSERT_TRUE(HasStatus(
+      c.post("/api/auth/login", {{"name", "alice"}, {"password", "Caf\u00e9 au lait"}}), 200));
+  ASSERT_TRUE(HasStatus(
+      c.post("/api/password", {{"password", "Cafe\u0301 au lait"}, {"to", "A\u030angstro\u0308m"}}),
+      200));
+  EXPECT_TRUE(HasStatus(login("\u00c5ngstr\u00f6m"), 200));
+  EXPECT_TRUE(HasStatus(login("\u212bngstr\u00f6m"), 200));  // ANGSTROM SIGN: canonical singleton
+
+  // NFC only: a compatibility form is another password.
+  ASSERT_TRUE(HasStatus(
+      c.post("/api/password", {{"password", "\u00c5ngstr\u00f6m"}, {"to", "\ufb01ne"}}), 200));
+  EXPECT_TRUE(IsJsonError(login("fine"), 401));
+  EXPECT_TRUE(HasStatus(login("\ufb01ne"), 200));
+}
+
+TEST_F(SetupAuthTest, LogoutEndsThatSessionOnly) {
+  Client owner = Setup("alice", "pw");
+  Client other = NewClient();
+  ASSERT_TRUE(
+      HasStatus(other.post("/api/auth/login", {{"name", "alice"}, {"password", "pw"}}), 200));
+  std::string token = *owner.token();
+
+  Response r = owner.post("/api/auth/logout", Json::object());
+  ASSERT_TRUE(HasStatus(r, 204));
+  EXPECT_TRUE(r.body.empty());
+  auto cookie = IdentityCookie(r);
+  ASSERT_TRUE(cookie.has_value()) << "logout must clear the identity cookie";
+  EXPECT_TRUE(cookie->Clears()) << "Set-Cookie: identity=" << cookie->value;
+  EXPECT_EQ(cookie->Get("path"), "/");
+
+  Client old = NewClient();
+  old.set_token(token);
+  EXPECT_TRUE(IsJsonError(old.get("/api/boot"), 401));
+  EXPECT_TRUE(IsJsonError(old.post("/api/auth/logout", Json::object()), 401));
+  EXPECT_TRUE(IsJsonError(old.post("/api/conversations", {{"name", "x"}}), 401));
+  EXPECT_TRUE(IsJsonError(old.post("/api/invite", Json::object()), 401));
+  // The other session of the same user lives on.
+  Json boot = Boot(other);
+  EXPECT_EQ(boot["login"]["name"], "alice");
+  EXPECT_TRUE(FindEvents(boot["events"], "conversation", "created").empty());
+}
+
+TEST_F(SetupAuthTest, LogoutNeedsAValidCookie) {
+  Client owner = Setup();
+  Client anonymous = NewClient();
+  EXPECT_TRUE(IsJsonError(anonymous.post("/api/auth/logout", Json::object()), 401));
+  Client bogus = NewClient();
+  bogus.set_token("0123456789abcdef0123456789abcdef");
+  EXPECT_TRUE(IsJsonError(bogus.post("/api/auth/logout", Json::object()), 401));
+  EXPECT_TRUE(HasStatus(owner.get("/api/boot"), 200));
+}
+
+TEST_F(SetupAuthTest, PasswordChangeReplacesEverySession) {
+  Client owner = Setup("alice", "old pw");
+  std::string id = Str(Boot(owner)["login"], "id");
+  Client second = NewClient();
+  ASSERT_TRUE(
+      HasStatus(second.post("/api/auth/login", {{"name", "alice"}, {"password", "old pw"}}), 200));
+  std::string old_token = *owner.token();
+  std::string second_token = *second.token();
+
+  Response r = owner.post("/api/password", {{"password", "old pw"}, {"to", "new pw"}});
+  ASSERT_TRUE(HasStatus(r, 200));
+  EXPECT_EQ(r.json(), (Json{{"id", id}, {"name", "alice"}}));
+  EXPECT_TRUE(SetsIdentityCookie(r));
+  ASSERT_TRUE(owner.token().has_value());
+  EXPECT_NE(*owner.token(), old_token);
+  EXPECT_TRUE(HasStatus(owner.get("/api/boot"), 200));
+
+  for (const std::string& dead : {old_token, second_token}) {
+    Client c = NewClient();
+    c.set_token(dead);
+    EXPECT_TRUE(IsJsonError(c.get("/api/boot"), 401));
+  }
+  Client a = NewClient();
+  EXPECT_TRUE(
+      IsJsonError(a.post("/api/auth/login", {{"name", "alice"}, {"password", "old pw"}}), 401));
+  EXPECT_TRUE(
+      HasStatus(a.post("/api/auth/login", {{"name", "alice"}, {"password", "new pw"}}), 200));
+  // A password change emits nothing.
+  EXPECT_EQ(Boot(owner)["events"].size(), 1u);
+}
+
+TEST_F(SetupAuthTest, PasswordChangeFailures) {
+  Client owner = Setup("alice", "old pw");
+  std::string token = *owner.token();
+  Response wrong = owner.post("/api/password", {{"password", "not it"}, {"to", "new pw"}});
+  EXPECT_TRUE(IsJsonError(wrong, 400));
+  EXPECT_EQ(*owner.token(), token);
+  EXPECT_TRUE(HasStatus(owner.get("/api/boot"), 200));
+  Client anonymous = NewClient();
+  EXPECT_TRUE(
+      IsJsonError(anonymous.post("/api/password", {{"password", "old pw"}, {"to", "x"}}), 401));
+  // Nothing changed.
+  Client c = NewClient();
+  EXPECT_TRUE(
+      HasStatus(c.post("/api/auth/login", {{"name", "alice"}, {"password", "old pw"}}), 200));
+}
+
+class SessionTtlTest : public ApiTest {
+ protected:
+  std::vector<std::string> ServerArgs() const override { return {"--session-ttl", "1s"}; }
+};
+
+TEST_F(SessionTtlTest, IdleSessionsExpireAndUseRenews) {
+  Client owner = Setup();
+  // Used every 300 ms for 2 s: each use renews, so it stays alive.
+  for (int i = 0; i < 7; ++i) {
+    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(HasStatus(owner.get("/api/boot"), 200)) << "use " << i;
+  }
+  std::this_thread::sleep_for(1600ms);
+  EXPECT_TRUE(IsJsonError(owner.get("/api/boot"), 401));
+  EXPECT_TRUE(IsJsonError(owner.post("/api/conversations", {{"name", "x"}}), 401));
+  // Logging in again works.
+  Client again = NewClient();
+  EXPECT_TRUE(HasStatus(
+      again.post("/api/auth/login", {{"name", "alice"}, {"password", "owner pass"}}), 200));
+  EXPECT_TRUE(FindEvents(Boot(again)["events"], "conversation", "created").empty());
+}
+
+}  // namespace
+}  // namespace quire::apitest

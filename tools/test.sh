@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Usage: tools/test.sh
+# Installs missing dependencies, builds into build/ and runs every test with
+# ctest (unit tests, storage conformance suite, API tests on each backend),
+# then does the same with AddressSanitizer + UBSan in build-asan/.
+# Environment:
+#   QUIRE_SKIP_SANITIZE=1    skip the sanitizer pass
+#   QUIRE_TEST_DATABASES     ;-list of backends for the API tests (default: every
+#                            backend this source tree builds, see below)
+#   QUIRE_JOBS               parallel build and test jobs (default 2)
+# The last line is "summary: N passed, N failed" (ctest tests of both passes).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "${ROOT}"
+JOBS=${QUIRE_JOBS:-2}
+SECONDS=0
+
+"${ROOT}/tools/install-deps.sh"
+
+# --- Backends the API tests run against -------------------------------------
+# sqlite is always built. A further backend counts as declared once its folder
+# storage/<name>/ has sources and the root CMakeLists.txt builds that folder
+# (the way storage/sqlite is built today). QUIRE_TEST_DATABASES overrides this.
+backend_declared() {
+  compgen -G "${ROOT}/storage/$1/*.cc" >/dev/null && grep -q "storage/$1" "${ROOT}/CMakeLists.txt"
+}
+if [[ -n ${QUIRE_TEST_DATABASES:-} ]]; then
+  IFS=';' read -r -a DATABASES <<<"${QUIRE_TEST_DATABASES}"
+else
+  DATABASES=(sqlite)
+  for b in postgres lmdb; do
+    if backend_declared "${b}"; then
+      DATABASES+=("${b}")
+    fi
+  done
+fi
+DB_LIST=$(IFS=';' && echo "${DATABASES[*]}")
+
+# --- Throwaway PostgreSQL ------------------------------------------------------
+# Started only when postgres is among the backends: a fresh cluster under /tmp
+# on $QUIRE_PG_PORT (default 55432), stopped and deleted when this script exits.
+# The conformance suite and the API tests find it through QUIRE_TEST_POSTGRES_URL.
+if [[ ";${DB_LIST};" == *";postgres;"* ]]; then
+  trap '"${ROOT}/tools/pg-throwaway.sh" stop >/dev/null 2>&1 || true' EXIT
+  QUIRE_TEST_POSTGRES_URL=$("${ROOT}/tools/pg-throwaway.sh" start)
+  export QUIRE_TEST_POSTGRES_URL
+  echo "test.sh: throwaway PostgreSQL at ${QUIRE_TEST_POSTGRES_URL}"
+fi
+echo "test.sh: API tests run against: ${DB_LIST}"
+
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+FAILED_PASSES=()
+
+# run_ctest NAME BUILD_DIR: runs ctest, adds its counts to the totals.
+run_ctest() {
+  local name=$1 dir=$2 log rc line total failed
+  log=${dir}/ctest-output.log
+  set +e
+  ctest --test-dir "${dir}" --output-on-failure -j "${JOBS}" --timeout 600 2>&1 | tee "${log}"
+  rc=${PIPESTATUS[0]}
+  set -e
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "${log}" | tail -n 1 || true)
+  if [[ ${line} =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+    failed=${BASH_REMATCH[1]}
+    total=${BASH_REMATCH[2]}
+    TOTAL_PASSED=$((TOTAL_PASSED + total - failed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+  elif [[ ${rc} -ne 0 ]]; then
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  fi
+  if [[ ${rc} -ne 0 ]]; then
+    FAILED_PASSES+=("${name}")
+  fi
+  echo "test.sh: ${name} pass finished after ${SECONDS}s (ctest exit ${rc})"
+}
+
+# --- Pass 1: RelWithDebInfo ------------------------------------------------------
+"${ROOT}/tools/build.sh" "${ROOT}/build" -DQUIRE_SANITIZE=OFF "-DQUIRE_TEST_DATABASES=${DB_LIST}"
+echo "test.sh: build finished after ${SECONDS}s"
+run_ctest plain "${ROOT}/build"
+
+# --- Pass 2: AddressSanitizer + UndefinedBehaviorSanitizer -----------------------
+if [[ ${QUIRE_SKIP_SANITIZE:-0} == 1 ]]; then
+  echo "test.sh: sanitizer pass skipped (QUIRE_SKIP_SANITIZE=1)"
+else
+  "${ROOT}/tools/build.sh" "${ROOT}/build-asan" -DQUIRE_SANITIZE=ON "-DQUIRE_TEST_DATABASES=${DB_LIST}"
+  echo "test.sh: sanitizer build finished after ${SECONDS}s"
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    run_ctest sanitizer "${ROOT}/build-asan"
+fi
+
+if [[ ${#FAILED_PASSES[@]} -gt 0 ]]; then
+  echo "test.sh: FAILED in ${FAILED_PASSES[*]} after ${SECONDS}s"
+  echo "summary: ${TOTAL_PASSED} passed, ${TOTAL_FAILED} failed"
+  exit 1
+fi
+echo "test.sh: all passes green after ${SECONDS}s"
+echo "summary: ${TOTAL_PASSED} passed, ${TOTAL_FAILED} failed"
