@@ -85,7 +85,7 @@ run_ctest plain "${ROOT}/build"
 if [[ ${QUIRE_SKIP_SANITIZE:-0} == 1 ]]; then
   echo "test.sh: sanitizer pass skipped (QUIRE_SKIP_SANITIZE=1)"
 else
-  "${ROOT}/tools/build.sh" "${ROOT}/build-asan" -DQUIRE_SANITIZE=ON "-DQUIRE_TEST_DATABASES=${DB_LIST}"
+  "${ROOT}/tools/build.sh" "${ROOT}/build-asan" -DQUIRE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug "-DQUIRE_TEST_DATABASES=${DB_LIST}"
   echo "test.sh: sanitizer build finished after ${SECONDS}s"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
