@@ -129,7 +129,8 @@ bool EventHub::PublishNew(const storage::Head& head) {
     cursor = published_;
   }
   std::vector<storage::Event> events;
-  std::vector<std::shared_ptr<const std::string>> chunks;
+  std::string frames;                // every frame of the page, back to back
+  std::vector<std::size_t> offsets;  // where each event's frame starts in `frames`
   while (cursor < head.last_seq) {
     events.clear();
     storage::Status s = store_.ReadEvents(cursor, head.last_seq, options_.read_page, &events);
@@ -137,16 +138,36 @@ bool EventHub::PublishNew(const storage::Head& head) {
       std::fprintf(stderr, "quire: event pump read failed: %s\n", s.ToString().c_str());
       return false;
     }
-    chunks.clear();
-    for (const storage::Event& event : events) chunks.push_back(EventChunk(event));
+    // Render the page once; streams that are level with the hub (nearly all)
+    // share one chunk holding every frame of it: one write per stream per page.
+    frames.clear();
+    offsets.clear();
+    for (const storage::Event& event : events) {
+      offsets.push_back(frames.size());
+      frames += chat::EventFrame(event);
+    }
+    const auto whole_page = http::MakeChunk(frames);
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return false;
-    for (std::size_t i = 0; i < events.size(); ++i) {
-      const std::int64_t seq = events[i].seq;
+    if (!events.empty()) {
+      const std::int64_t first = events.front().seq;
+      const std::int64_t last = events.back().seq;
       for (Subscriber& sub : subscribers_) {
-        if (seq > sub.cursor && Deliver(sub, chunks[i])) sub.cursor = seq;
+        if (sub.cursor >= last) continue;
+        if (sub.cursor < first) {
+          if (Deliver(sub, whole_page)) sub.cursor = last;
+          continue;
+        }
+        // A stream that joined ahead of the hub gets only what it lacks.
+        const auto next =
+            std::upper_bound(events.begin(), events.end(), sub.cursor,
+                             [](std::int64_t seq, const storage::Event& e) { return seq < e.seq; });
+        const std::size_t from = offsets[static_cast<std::size_t>(next - events.begin())];
+        if (Deliver(sub, http::MakeChunk(std::string_view(frames).substr(from)))) {
+          sub.cursor = last;
+        }
       }
-      published_ = seq;
+      published_ = last;
     }
     // A short page means nothing else is retained up to the head.
     if (events.size() < options_.read_page) published_ = head.last_seq;
