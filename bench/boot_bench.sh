@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# boot_bench.sh QUIRE_BIN WORKDIR [EVENTS]
+#
+# Boot of a large history: time to first byte, total time and size of
+# GET /api/boot, and the server's peak RSS (VmHWM), on a database holding
+# EVENTS (default 1,000,000) message events.
+#
+# Seeding: a fresh server makes the user, its session and a conversation
+# through the API; the server is stopped; then EVENTS messages and their
+# `message sent` events are inserted directly with the sqlite3 CLI in one
+# transaction, exactly as SqliteStore::Apply would store them (messages row,
+# events row with kind 4, meta.last_seq advanced, conversation last_activity).
+# Through the API this would take EVENTS / (messages/s at 64 senders) — see
+# docs/benchmarks.md — which is too long for a 10-minute run. The direct
+# insert depends on the schema of storage/sqlite/sqlite_schema.cc (version 1).
+#
+# Then a new server process starts on the seeded database and boot is timed
+# twice with curl (the first right after the start, the second warm); VmHWM is
+# read from /proc after each. Prints `RESULT bench=boot …` lines.
+set -euo pipefail
+
+quire=${1:?usage: boot_bench.sh QUIRE_BIN WORKDIR [EVENTS]}
+work=${2:?usage: boot_bench.sh QUIRE_BIN WORKDIR [EVENTS]}
+events=${3:-1000000}
+mkdir -p "$work"
+db="$work/boot.db"
+rm -f "$db" "$db-wal" "$db-shm"
+
+server_pid=""
+stop_server() {
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+trap stop_server EXIT INT TERM
+
+# Starts quire on $db; sets server_pid and port.
+start_server() {
+  local out="$work/boot-server.out"
+  : >"$out"
+  "$quire" serve --database-url "sqlite:$db" --port 0 >"$out" 2>"$work/boot-server.err" &
+  server_pid=$!
+  for _ in $(seq 200); do
+    if grep -q "quire listening on" "$out"; then break; fi
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/boot-server.err" >&2; exit 1; }
+    sleep 0.05
+  done
+  port=$(sed -n 's#.*quire listening on http://[^:]*:\([0-9]*\).*#\1#p' "$out")
+  [[ -n "$port" ]] || { echo "boot_bench: the server did not start" >&2; exit 1; }
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status"; }
+
+# --- a user, a session and a conversation, through the API ---
+start_server
+jar="$work/boot-cookies"
+curl -sf -c "$jar" -H 'Content-Type: application/json' \
+  -d '{"name":"bench","password":"bench password 0123"}' \
+  "http://127.0.0.1:$port/api/setup" >"$work/setup.json"
+curl -sf -b "$jar" -H 'Content-Type: application/json' -d '{"name":"boot bench"}' \
+  "http://127.0.0.1:$port/api/conversations" >"$work/conversation.json"
+user=$(grep -o '"id":"U[^"]*"' "$work/setup.json" | head -1 | cut -d'"' -f4)
+conv=$(grep -o '"id":"C[^"]*"' "$work/conversation.json" | head -1 | cut -d'"' -f4)
+[[ -n "$user" && -n "$conv" ]] || { echo "boot_bench: setup failed" >&2; exit 1; }
+stop_server
+
+# --- EVENTS messages, inserted directly ---
+at=$(date +%s%6N)  # microseconds since the epoch: recent, so no TTL expires them
+filler="the quick brown fox jumps over the lazy dog; the quick brown fox jumps over the lazy dog; the quick brown fox jumps over the lazy dog; the quick brown fox jumps over the lazy"
+seed_start=$(date +%s.%N)
+sqlite3 "$db" >/dev/null <<SQL
+PRAGMA foreign_keys = ON;
+BEGIN IMMEDIATE;
+CREATE TEMP TABLE n (i INTEGER PRIMARY KEY);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $events)
+INSERT INTO n SELECT i FROM c;
+INSERT INTO messages (id, conversation, sender, body, at)
+  SELECT printf('M%015d', i), '$conv', '$user', printf('%08d %s', i, '$filler'), $at + i FROM n;
+INSERT INTO events (seq, kind, at, entity, conversation, sender, text)
+  SELECT (SELECT value FROM meta WHERE key = 'last_seq') + i, 4, $at + i, printf('M%015d', i),
+         '$conv', '$user', printf('%08d %s', i, '$filler') FROM n;
+UPDATE meta SET value = value + $events WHERE key = 'last_seq';
+UPDATE conversations SET last_activity = $at + $events WHERE id = '$conv';
+COMMIT;
+PRAGMA wal_checkpoint(TRUNCATE);
+SQL
+seed_end=$(date +%s.%N)
+seed_s=$(awk "BEGIN {printf \"%.2f\", $seed_end - $seed_start}")
+db_mb=$(du -m "$db" | cut -f1)
+last_seq=$(sqlite3 "$db" "SELECT value FROM meta WHERE key = 'last_seq'")
+printf 'seeded %d message events directly with sqlite3 in %.1f s (database %s MiB, last_seq %s)\n' \
+  "$events" "$seed_s" "$db_mb" "$last_seq"
+
+# --- boot, timed ---
+start_server
+sleep 0.5
+idle_rss=$(rss_kb)
+echo "server started on the seeded database: RSS ${idle_rss} kB before any boot"
+for run in cold warm; do
+  ticks_before=$(cpu_ticks)
+  timing=$(curl -s -o /dev/null -b "$jar" --max-time 120 \
+    -w '%{http_code} %{time_starttransfer} %{time_total} %{size_download}' \
+    "http://127.0.0.1:$port/api/boot")
+  read -r code ttfb total size <<<"$timing"
+  hwm=$(hwm_kb)
+  cpu_s=$(awk "BEGIN {printf \"%.2f\", ($(cpu_ticks) - $ticks_before) / $(getconf CLK_TCK)}")
+  printf 'boot (%s): HTTP %s, first byte %.3f s, total %.2f s, %.1f MB, %.0f events/s; server CPU %.2f s; server VmHWM %s kB\n' \
+    "$run" "$code" "$ttfb" "$total" "$(awk "BEGIN {print $size / 1000000}")" \
+    "$(awk "BEGIN {print $events / $total}")" "$cpu_s" "$hwm"
+  echo "RESULT bench=boot run=$run events=$events code=$code ttfb_s=$ttfb total_s=$total bytes=$size hwm_kb=$hwm idle_rss_kb=$idle_rss seed_s=$seed_s server_cpu_s=$cpu_s"
+done
+
+# --- check what came back: the resume point and the number of events ---
+count=$(curl -s -b "$jar" --max-time 120 "http://127.0.0.1:$port/api/boot" |
+  grep -o '"type":"message","event":"sent"' | wc -l || true)
+resume=$(curl -s -b "$jar" --max-time 120 "http://127.0.0.1:$port/api/boot" | head -c 200 |
+  grep -o '"resume_point":[0-9]*' | cut -d: -f2 || true)
+echo "check: resume_point $resume (last_seq $last_seq), $count message events in the body"
+echo "RESULT bench=boot_check resume_point=$resume message_events=$count"
+stop_server
