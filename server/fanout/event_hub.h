@@ -38,8 +38,8 @@ namespace quire::fanout {
 
 struct HubOptions {
   std::chrono::milliseconds heartbeat{30000};
-  std::size_t max_pending_bytes = 4 << 20;
-  std::size_t read_page = 1024;  // events per store read
+  std::size_t max_pending_bytes = 1 << 20;  // ~2,700 events; bounds memory per stream
+  std::size_t read_page = 1024;             // events per store read
 };
 
 class EventHub final : public chat::SessionObserver {
