@@ -129,6 +129,13 @@ std::string StoreConformance::SetUpFirstUser(Micros at) {
   return user.id;
 }
 
+Conversation StoreConformance::CreateRoom() {
+  const Conversation room = MakeConversation(1, "room", 1000);
+  Write w = Apply(op::CreateConversation{room});
+  EXPECT_TRUE(w.status.ok()) << w.status.ToString();
+  return room;
+}
+
 void PrintTo(const BackendUnderTest& backend, std::ostream* os) {
   *os << backend.name;
 }
@@ -147,6 +154,26 @@ std::vector<std::int64_t> Seqs(const std::vector<Event>& events) {
 
 bool StrictlyIncreasing(const std::vector<std::int64_t>& seqs) {
   return std::adjacent_find(seqs.begin(), seqs.end(), std::greater_equal<>()) == seqs.end();
+}
+
+// Empty when a reader saw exactly the history; else where it first went wrong.
+std::string FirstDifference(const std::vector<std::int64_t>& seen,
+                            const std::vector<std::int64_t>& history) {
+  const auto [s, h] = std::mismatch(seen.begin(), seen.end(), history.begin(), history.end());
+  if (s == seen.end() && h == history.end()) return "";
+  const std::size_t at = static_cast<std::size_t>(s - seen.begin());
+  std::string text = "after " + std::to_string(at) + " events in order, ";
+  if (h == history.end()) {
+    text += "the reader saw " + std::to_string(*s) + ", which is not in the history";
+  } else if (s == seen.end()) {
+    text += "the reader never saw " + std::to_string(*h) + " (and the rest)";
+  } else if (*s > *h) {
+    text += "the reader skipped " + std::to_string(*h) + " and went on with " + std::to_string(*s);
+  } else {
+    text += "the reader saw " + std::to_string(*s) + " where the history has " + std::to_string(*h);
+  }
+  return text + " (reader saw " + std::to_string(seen.size()) + " events, history has " +
+         std::to_string(history.size()) + ")";
 }
 
 }  // namespace
@@ -214,11 +241,10 @@ TEST_P(StoreConformance, P01_SequencesStrictlyIncrease) {
 // reader polling "events after my cursor" meanwhile never skips an event.
 TEST_P(StoreConformance, P02_ConcurrentWritersNeverSkipEvents) {
   const std::string user = SetUpFirstUser();
-  const Conversation room = MakeConversation(1, "room", 1000);
-  ASSERT_TRUE(Apply(op::CreateConversation{room}).status.ok());
+  const Conversation room = CreateRoom();
 
   constexpr int kThreads = 8;
-  constexpr int kBatches = 40;  // alternately 1 and 16 writes
+  constexpr int kBatches = 60;  // alternately 1 and 16 writes
   std::atomic<bool> done{false};
   std::vector<std::vector<std::int64_t>> acknowledged(kThreads);
   std::vector<std::string> problems(kThreads);
@@ -296,10 +322,102 @@ TEST_P(StoreConformance, P02_ConcurrentWritersNeverSkipEvents) {
   const std::vector<std::int64_t> final_seqs = Seqs(History());
   EXPECT_TRUE(StrictlyIncreasing(final_seqs));
   // The poller saw exactly the final history: nothing skipped, nothing twice.
-  EXPECT_EQ(seen, final_seqs);
+  EXPECT_EQ(FirstDifference(seen, final_seqs), "");
   for (std::int64_t seq : distinct) {
     EXPECT_TRUE(std::binary_search(final_seqs.begin(), final_seqs.end(), seq))
         << "acknowledged sequence " << seq << " is not in the history";
+  }
+}
+
+// storage.md property 2, several processes (for backends that declare
+// multi_process_writers): forked writer processes, each with its own store
+// opened by reopen_same_store, append while this process polls "events after
+// my cursor". Distinct sequences, nothing skipped, nothing twice.
+TEST_P(StoreConformance, P02_ConcurrentProcessesNeverSkipEvents) {
+  if (!store_->capabilities().multi_process_writers) {
+    GTEST_SKIP() << "backend declares multi_process_writers = false";
+  }
+  if (!GetParam().reopen_same_store) GTEST_SKIP() << "backend gives no reopen_same_store";
+  const std::string user = SetUpFirstUser();
+  const Conversation room = CreateRoom();
+
+  constexpr int kProcesses = 3;
+  constexpr int kBatches = 40;  // alternately 1 and 16 writes
+  constexpr int kPerProcess = kBatches / 2 * 17;
+  // The children report every acknowledged sequence through one pipe, read
+  // only at the end: all of it must fit in the pipe's buffer.
+  static_assert(kProcesses * kPerProcess * sizeof(std::int64_t) < 60000);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      close(fds[0]);
+      std::unique_ptr<storage::Store> store;
+      if (!GetParam().reopen_same_store(&store).ok()) _exit(2);
+      for (int b = 0; b < kBatches; ++b) {
+        const int size = b % 2 == 0 ? 1 : 16;
+        std::vector<Write> batch(size);
+        for (int k = 0; k < size; ++k) {
+          const std::int64_t n = (p + 1) * 1000000 + b * 100 + k;
+          batch[k].op = op::SendMessage{
+              MakeMessage(n, room.id, user, "p" + std::to_string(n), 2000 + b), "", 0, false};
+        }
+        if (!store->Apply(batch).ok()) _exit(3);
+        for (const Write& w : batch) {
+          if (!w.status.ok()) _exit(4);
+          if (write(fds[1], &w.last_seq, sizeof w.last_seq) != sizeof w.last_seq) _exit(5);
+        }
+      }
+      store.reset();
+      _exit(0);
+    }
+    children.push_back(child);
+  }
+  close(fds[1]);
+
+  // Poll until every writer has exited, then once more.
+  std::vector<std::int64_t> seen;
+  std::int64_t cursor = 0;
+  std::uint64_t generation = store_->CommitGeneration();
+  std::vector<int> exit_codes;
+  while (true) {
+    const bool last_round = exit_codes.size() == children.size();
+    std::vector<Event> got;
+    QUIRE_ASSERT_OK(store_->ReadEvents(cursor, INT64_MAX, 256, &got));
+    for (const Event& e : got) {
+      ASSERT_GT(e.seq, cursor) << "an event at or before the cursor";
+      cursor = e.seq;
+      seen.push_back(e.seq);
+    }
+    if (got.size() == 256) continue;
+    if (last_round) break;
+    for (pid_t& child : children) {
+      int wstatus = 0;
+      if (child > 0 && waitpid(child, &wstatus, WNOHANG) == child) {
+        exit_codes.push_back(WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus));
+        child = 0;
+      }
+    }
+    generation = store_->WaitForCommit(generation, std::chrono::milliseconds(5));
+  }
+  std::vector<std::int64_t> acknowledged;
+  std::int64_t seq = 0;
+  while (read(fds[0], &seq, sizeof seq) == sizeof seq) acknowledged.push_back(seq);
+  close(fds[0]);
+
+  for (int code : exit_codes) EXPECT_EQ(code, 0) << "a writer process failed";
+  EXPECT_EQ(acknowledged.size(), static_cast<std::size_t>(kProcesses * kPerProcess));
+  const std::set<std::int64_t> distinct(acknowledged.begin(), acknowledged.end());
+  EXPECT_EQ(distinct.size(), acknowledged.size()) << "a sequence was given to two writes";
+  const std::vector<std::int64_t> final_seqs = Seqs(History());
+  EXPECT_TRUE(StrictlyIncreasing(final_seqs));
+  EXPECT_EQ(FirstDifference(seen, final_seqs), "");
+  for (std::int64_t s : distinct) {
+    EXPECT_TRUE(std::binary_search(final_seqs.begin(), final_seqs.end(), s))
+        << "acknowledged sequence " << s << " is not in the history";
   }
 }
 
@@ -309,8 +427,7 @@ TEST_P(StoreConformance, P02_ConcurrentWritersNeverSkipEvents) {
 // history(<=R) + events(>R) equals a later full history.
 TEST_P(StoreConformance, P03_BootResumeEquivalence) {
   const std::string user = SetUpFirstUser();
-  const Conversation room = MakeConversation(1, "room", 1000);
-  ASSERT_TRUE(Apply(op::CreateConversation{room}).status.ok());
+  const Conversation room = CreateRoom();
 
   std::atomic<bool> writing{true};
   std::string problem;
@@ -364,8 +481,7 @@ TEST_P(StoreConformance, P03_BootResumeEquivalence) {
 TEST_P(StoreConformance, P04_ReopenKeepsAcknowledged) {
   if (!GetParam().reopen_same_store) GTEST_SKIP() << "backend gives no reopen_same_store";
   const std::string user = SetUpFirstUser();
-  const Conversation room = MakeConversation(1, "room", 1000);
-  ASSERT_TRUE(Apply(op::CreateConversation{room}).status.ok());
+  const Conversation room = CreateRoom();
   ASSERT_TRUE(Apply(op::SendMessage{MakeMessage(1, room.id, user, "one", 1100), "key", 0, false})
                   .status.ok());
   ASSERT_TRUE(
@@ -432,8 +548,7 @@ TEST_P(StoreConformance, P05_CrashKeepsAcknowledged) {
   }
   if (!GetParam().reopen_same_store) GTEST_SKIP() << "backend gives no reopen_same_store";
   const std::string user = SetUpFirstUser();
-  const Conversation room = MakeConversation(1, "room", 1000);
-  ASSERT_TRUE(Apply(op::CreateConversation{room}).status.ok());
+  const Conversation room = CreateRoom();
   store_.reset();  // the child is the only writer
 
   int fds[2];
@@ -838,8 +953,7 @@ TEST_P(StoreConformance, P09_TokensAndInvitations) {
 // storage.md property 10: the same idempotency key twice gives one message.
 TEST_P(StoreConformance, P10_IdempotentSend) {
   const std::string user = SetUpFirstUser(100);
-  const Conversation room = MakeConversation(1, "room", 1000);
-  ASSERT_TRUE(Apply(op::CreateConversation{room}).status.ok());
+  const Conversation room = CreateRoom();
 
   const Message original = MakeMessage(1, room.id, user, "hello", 2000);
   Write first = Apply(op::SendMessage{original, "key-1", 0, false});
@@ -909,6 +1023,147 @@ TEST_P(StoreConformance, P10_IdempotentSend) {
   retry = Apply(op::SendMessage{MakeMessage(10, room.id, user, "x", 10100), "key-1", 0, false});
   EXPECT_FALSE(std::get<op::SendMessage>(retry.op).replayed);
   EXPECT_EQ(std::get<op::SendMessage>(retry.op).message.id, Id('M', 10));
+}
+
+// ---- Property 11 ----
+
+namespace {
+using SteadyTime = std::chrono::steady_clock::time_point;
+struct Interval {
+  SteadyTime begin, end;
+};
+}  // namespace
+
+// storage.md property 11: read isolation. A read transaction is never held
+// across calls: a writer is not held up by a reader that waits between two
+// pages, and the reader's next page shows what committed meanwhile. And a
+// long read does not block writers: writes keep completing while one
+// ReadEvents of the whole history runs.
+//
+// How the second part tells, without timing targets: if reads and writes
+// excluded each other, a read would need a stretch of its duration in which
+// no write completes. A read alone takes at least D; when, during some
+// concurrent read, writes complete with no gap of D/2 or more, the two ran
+// together. The history grows until reads are long enough for the writes to
+// fill them (up to 160,000 events).
+TEST_P(StoreConformance, P11_ReadsDoNotBlockWriters) {
+  const std::string user = SetUpFirstUser();
+  const Conversation room = CreateRoom();
+  std::int64_t next_message = 1;
+  auto append = [&](int count) {
+    while (count > 0) {
+      std::vector<Write> batch(std::min(count, 500));
+      for (Write& w : batch) {
+        const std::int64_t n = next_message++;
+        w.op = op::SendMessage{
+            MakeMessage(n, room.id, user, "history message " + std::to_string(n), 2000), "", 0,
+            false};
+      }
+      count -= static_cast<int>(batch.size());
+      const Status s = store_->Apply(batch);
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  };
+  QUIRE_ASSERT_OK(append(1000));
+
+  // A slow consumer: one page, then a pause in which another thread writes.
+  std::vector<Event> page;
+  QUIRE_ASSERT_OK(store_->ReadEvents(0, INT64_MAX, 100, &page));
+  ASSERT_EQ(page.size(), 100u);
+  Write late;
+  std::thread writer([&] {
+    std::vector<Write> batch(1);
+    batch[0].op = op::SendMessage{MakeMessage(999999, room.id, user, "late", 3000), "", 0, false};
+    if (store_->Apply(batch).ok()) late = batch[0];
+  });
+  writer.join();  // a backend holding the reader's transaction would hang here
+  ASSERT_TRUE(late.status.ok()) << late.status.ToString();
+  const std::vector<Event> rest = History(page.back().seq, INT64_MAX, 500);
+  ASSERT_FALSE(rest.empty());
+  EXPECT_EQ(rest.back().seq, late.last_seq) << "the next page misses a write committed meanwhile";
+  EXPECT_EQ(rest.back().id, Id('M', 999999));
+
+  // Long reads while a writer writes.
+  const auto ms = [](std::chrono::steady_clock::duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+  };
+  bool overlapped = false;
+  std::string observed;
+  for (int size = 20000; size <= 160000 && !overlapped; size *= 2) {
+    QUIRE_ASSERT_OK(append(size - static_cast<int>(Head().last_seq)));
+    auto read_all = [&](std::string* problem) {
+      std::vector<Event> all;
+      const Status s = store_->ReadEvents(0, INT64_MAX, 1000000, &all);
+      if (!s.ok() || all.size() + 10 < static_cast<std::size_t>(size)) {
+        *problem = s.ToString() + ", read " + std::to_string(all.size());
+      }
+    };
+    // D: the shortest of three reads alone.
+    std::string problem;
+    auto alone = std::chrono::steady_clock::duration::max();
+    for (int i = 0; i < 3; ++i) {
+      const SteadyTime begin = std::chrono::steady_clock::now();
+      read_all(&problem);
+      alone = std::min(alone, std::chrono::steady_clock::now() - begin);
+    }
+    ASSERT_EQ(problem, "");
+
+    std::atomic<bool> writing{true};
+    std::atomic<int> reads_done{0};
+    std::vector<Interval> reads;
+    std::thread reader([&] {
+      while (writing.load() && problem.empty()) {
+        const SteadyTime begin = std::chrono::steady_clock::now();
+        read_all(&problem);
+        reads.push_back({begin, std::chrono::steady_clock::now()});
+        reads_done.fetch_add(1);
+      }
+    });
+    // Write until three reads have finished (or 5,000 writes), noting when
+    // each write completed.
+    std::vector<SteadyTime> completed;
+    std::string write_problem;
+    while (reads_done.load() < 3 && completed.size() < 5000 && write_problem.empty()) {
+      std::vector<Write> batch(1);
+      batch[0].op = op::SendMessage{MakeMessage(next_message++, room.id, user, "concurrent", 4000),
+                                    "", 0, false};
+      const Status s = store_->Apply(batch);
+      if (!s.ok() || !batch[0].status.ok()) write_problem = "a write failed: " + s.ToString();
+      completed.push_back(std::chrono::steady_clock::now());
+    }
+    writing.store(false);
+    reader.join();
+    ASSERT_EQ(problem, "");
+    ASSERT_EQ(write_problem, "");
+
+    // The largest stretch without a completed write, in the read where it is smallest.
+    auto tightest = std::chrono::steady_clock::duration::max();
+    for (const Interval& r : reads) {
+      if (r.begin < completed.front() || r.end > completed.back()) continue;
+      SteadyTime last = r.begin;
+      auto widest = std::chrono::steady_clock::duration::zero();
+      for (const SteadyTime& c : completed) {
+        if (c <= r.begin || c >= r.end) continue;
+        widest = std::max(widest, c - last);
+        last = c;
+      }
+      widest = std::max(widest, r.end - last);
+      tightest = std::min(tightest, widest);
+    }
+    overlapped = tightest < alone / 2;
+    observed += "history " + std::to_string(size) + ": a read alone takes " +
+                std::to_string(ms(alone)) + " ms; " + std::to_string(completed.size()) +
+                " writes during " + std::to_string(reads.size()) + " reads; ";
+    observed += tightest == std::chrono::steady_clock::duration::max()
+                    ? "no read ran wholly among the writes\n"
+                    : "at best a read had " + std::to_string(ms(tightest)) +
+                          " ms without a completed write\n";
+  }
+  EXPECT_TRUE(overlapped) << "reads of the whole history leave room for an exclusive lock: "
+                             "do reads block writers?\n"
+                          << observed;
+  RecordProperty("p11_observed", observed);
 }
 
 }  // namespace quire::conformance

@@ -94,6 +94,8 @@ class StoreConformance : public ::testing::TestWithParam<BackendUnderTest> {
 
   // Runs Setup with user 1 (and session 1); returns the user's id.
   std::string SetUpFirstUser(storage::Micros at = 1000);
+  // Creates conversation 1, "room", at time 1000; returns it.
+  storage::Conversation CreateRoom();
 
   std::unique_ptr<storage::Store> store_;
 };

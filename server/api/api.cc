@@ -198,8 +198,15 @@ void Api::Dispatch(Call& call) {
   const std::vector<std::string_view> path = Segments(call.request.path);
   const Route* found = nullptr;
   bool path_known = false;
-  for (const Route& entry : kRoutes) {
-    const std::vector<std::string_view> pattern = Segments(entry.pattern);
+  // The routes' patterns, split once.
+  static const std::vector<std::vector<std::string_view>> patterns = [] {
+    std::vector<std::vector<std::string_view>> all;
+    for (const Route& entry : kRoutes) all.push_back(Segments(entry.pattern));
+    return all;
+  }();
+  for (std::size_t r = 0; r < std::size(kRoutes); ++r) {
+    const Route& entry = kRoutes[r];
+    const std::vector<std::string_view>& pattern = patterns[r];
     if (pattern.size() != path.size()) continue;
     bool match = true;
     std::string param;

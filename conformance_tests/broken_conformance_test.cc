@@ -1,0 +1,26 @@
+// The conformance suite run against deliberately broken backends: the SQLite
+// store behind each fault of broken_store.h, and behind no fault (the
+// control). This program is expected to fail; selftest_test.cc runs it and
+// checks that each fault fails the property it breaks.
+#include "conformance_tests/broken_store.h"
+#include "conformance_tests/sqlite_backend.h"
+#include "conformance_tests/suite.h"
+
+namespace {
+
+using quire::conformance::Fault;
+
+quire::conformance::BackendUnderTest Broken(Fault fault) {
+  return quire::conformance::SqliteBackend(
+      FaultName(fault), [fault](std::unique_ptr<quire::storage::Store> inner) {
+        return quire::conformance::WrapWithFault(std::move(inner), fault);
+      });
+}
+
+}  // namespace
+
+QUIRE_INSTANTIATE_STORE_CONFORMANCE(Broken, Broken(Fault::kNone), Broken(Fault::kOutOfCommitOrder),
+                                    Broken(Fault::kDropAtResumeBoundary),
+                                    Broken(Fault::kReuseAfterReopen),
+                                    Broken(Fault::kNonAtomicUniqueness),
+                                    Broken(Fault::kReadsBlockWriters));
