@@ -1120,11 +1120,14 @@ TEST_P(StoreConformance, P11_ReadsDoNotBlockWriters) {
         reads_done.fetch_add(1);
       }
     });
-    // Write until three reads have finished (or 5,000 writes), noting when
-    // each write completed.
+    // Write until three reads have finished (bounded by 5 s and 200,000
+    // writes, for a reader that never gets a turn), noting when each write
+    // completed.
     std::vector<SteadyTime> completed;
     std::string write_problem;
-    while (reads_done.load() < 3 && completed.size() < 5000 && write_problem.empty()) {
+    const SteadyTime deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (reads_done.load() < 3 && completed.size() < 200000 && write_problem.empty() &&
+           std::chrono::steady_clock::now() < deadline) {
       std::vector<Write> batch(1);
       batch[0].op = op::SendMessage{MakeMessage(next_message++, room.id, user, "concurrent", 4000),
                                     "", 0, false};

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Usage: tools/test.sh
 # Installs missing dependencies, builds into build/ and runs every test with
-# ctest (unit tests, storage conformance suite, API tests on each backend),
-# then does the same with AddressSanitizer + UBSan in build-asan/.
+# ctest (unit tests, storage conformance suite and its self-test, API tests on
+# each backend); installs that build into build/install and builds and runs
+# the out-of-tree example backend (examples/memory_backend) against it; then
+# builds and runs the tests again with AddressSanitizer + UBSan in build-asan/.
 # Environment:
 #   QUIRE_SKIP_SANITIZE=1    skip the sanitizer pass
 #   QUIRE_TEST_DATABASES     ;-list of backends for the API tests (default: every
@@ -80,6 +82,21 @@ run_ctest() {
 "${ROOT}/tools/build.sh" "${ROOT}/build" -DQUIRE_SANITIZE=OFF "-DQUIRE_TEST_DATABASES=${DB_LIST}"
 echo "test.sh: build finished after ${SECONDS}s"
 run_ctest plain "${ROOT}/build"
+
+# --- The out-of-tree example backend, built against the installed suite --------
+# Installs the plain build into build/install, then builds examples/memory_backend
+# as its own CMake project with find_package(QuireConformance) and runs it.
+EXAMPLE_DIR=${ROOT}/build/example-memory
+if cmake --install "${ROOT}/build" --prefix "${ROOT}/build/install" >/dev/null &&
+  cmake -S "${ROOT}/examples/memory_backend" -B "${EXAMPLE_DIR}" -G Ninja \
+    "-DCMAKE_PREFIX_PATH=${ROOT}/build/install" >/dev/null &&
+  cmake --build "${EXAMPLE_DIR}" -j "${JOBS}"; then
+  run_ctest example "${EXAMPLE_DIR}"
+else
+  echo "test.sh: the example backend did not build against the installed suite"
+  TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  FAILED_PASSES+=(example)
+fi
 
 # --- Pass 2: AddressSanitizer + UndefinedBehaviorSanitizer -----------------------
 if [[ ${QUIRE_SKIP_SANITIZE:-0} == 1 ]]; then
