@@ -15,6 +15,7 @@
 #include "server/config.h"
 #include "server/fanout/event_hub.h"
 #include "server/http/http_server.h"
+#include "storage/postgres/postgres_store.h"
 #include "storage/registry.h"
 #include "storage/sqlite/sqlite_store.h"
 
@@ -60,12 +61,13 @@ int Serve(const quire::ServeConfig& config) {
   }
   storage::Registry& registry = storage::Registry::Global();
   storage::RegisterSqliteBackend(registry);
+  storage::RegisterPostgresBackend(registry);
 
   std::unique_ptr<storage::Store> store;
   storage::Status status = registry.Open(config.database_url, &store);
   if (!status.ok()) {
-    std::fprintf(stderr, "quire: cannot open database %s: %s\n", config.database_url.c_str(),
-                 status.ToString().c_str());
+    std::fprintf(stderr, "quire: cannot open database %s: %s\n",
+                 storage::RedactedUrl(config.database_url).c_str(), status.ToString().c_str());
     return 1;
   }
 

@@ -46,4 +46,8 @@ class Registry {
 // The scheme of a database URL: the text before the first ':'; empty if none.
 std::string UrlScheme(const std::string& url);
 
+// The URL with the password of its user part, if any, replaced by "***"
+// (scheme://user:***@host/…), for messages and logs.
+std::string RedactedUrl(const std::string& url);
+
 }  // namespace quire::storage

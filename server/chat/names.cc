@@ -148,6 +148,10 @@ std::optional<std::string> NameProblem(std::string_view nfc_name) {
 std::optional<std::string> BodyProblem(std::string_view nfc_body) {
   if (!IsValidUtf8(nfc_body)) return "message body must be valid UTF-8";
   if (nfc_body.empty()) return "message body must not be empty";
+  // PostgreSQL text cannot hold U+0000; refused on every backend alike.
+  if (nfc_body.find('\0') != std::string_view::npos) {
+    return "message body must not contain U+0000";
+  }
   if (CountScalars(nfc_body) > kMaxBodyScalars) {
     return "message body must be at most 8192 characters";
   }

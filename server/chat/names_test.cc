@@ -178,6 +178,7 @@ TEST(BodyProblemTest, Bodies) {
   EXPECT_EQ(BodyProblem("\x07"), std::nullopt);          // controls are allowed in bodies
   EXPECT_EQ(BodyProblem("\xE2\x80\x8B"), std::nullopt);  // ZWSP is not White_Space
   EXPECT_EQ(BodyProblem(""), "message body must not be empty");
+  EXPECT_EQ(BodyProblem(std::string_view("a\0b", 3)), "message body must not contain U+0000");
   EXPECT_EQ(BodyProblem("  \n\t"), "message body must not be only whitespace");
   EXPECT_EQ(BodyProblem("\xC2\xA0\xE3\x80\x80\xC2\x85"),
             "message body must not be only whitespace");

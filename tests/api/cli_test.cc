@@ -45,7 +45,7 @@ class CliTest : public ::testing::Test {
   void SetUp() override {
     std::string reason;
     database_ = TestDatabase::Create(&reason);
-    if (!database_) GTEST_SKIP() << reason;
+    if (!database_) GTEST_FAIL() << "no test database: " << reason;
   }
   std::unique_ptr<TestDatabase> database_;
 };

@@ -26,6 +26,8 @@
 
 #include <curl/curl.h>
 
+#include "tests/support/scratch_postgres.h"
+
 extern char** environ;
 
 namespace quire::apitest {
@@ -257,13 +259,20 @@ TempDir::~TempDir() {
 }
 
 std::optional<std::string> FreshPostgresDatabaseUrl(std::string* why) {
-  // To come with the PostgreSQL backend: CREATE DATABASE on
-  // $QUIRE_TEST_POSTGRES_URL and return that database's URL.
-  *why = "API tests on postgres: fresh databases are not implemented yet";
-  return std::nullopt;
+  const std::optional<std::string> admin = quire::testing::PostgresAdminUrl(why);
+  if (!admin) return std::nullopt;
+  return quire::testing::CreateScratchDatabase(*admin, why);
 }
 
-std::unique_ptr<TestDatabase> TestDatabase::Create(std::string* skip_reason) {
+TestDatabase::~TestDatabase() {
+  if (Backend() != "postgres") return;
+  std::string unused;
+  if (const std::optional<std::string> admin = quire::testing::PostgresAdminUrl(&unused)) {
+    quire::testing::DropScratchDatabase(*admin, url_);
+  }
+}
+
+std::unique_ptr<TestDatabase> TestDatabase::Create(std::string* why) {
   std::unique_ptr<TestDatabase> db(new TestDatabase());
   std::string backend = Backend();
   if (backend == "sqlite") {
@@ -273,7 +282,7 @@ std::unique_ptr<TestDatabase> TestDatabase::Create(std::string* skip_reason) {
     std::filesystem::create_directory(dir);
     db->url_ = "lmdb:" + dir;
   } else if (backend == "postgres") {
-    auto url = FreshPostgresDatabaseUrl(skip_reason);
+    auto url = FreshPostgresDatabaseUrl(why);
     if (!url) return nullptr;
     db->url_ = *url;
   } else {
@@ -1198,7 +1207,7 @@ std::string Repeat(const std::string& unit, std::size_t n) {
 void ApiTest::SetUp() {
   std::string reason;
   database_ = TestDatabase::Create(&reason);
-  if (!database_) GTEST_SKIP() << reason;
+  if (!database_) GTEST_FAIL() << "no test database: " << reason;
   server_ = std::make_unique<QuireProcess>(database_->url(), ServerArgs());
   ASSERT_TRUE(server_->Start());
 }

@@ -53,8 +53,9 @@ class TempDir {
 // A fresh, empty database for one test on the backend under test.
 class TestDatabase {
  public:
-  // Returns nullptr and sets *skip_reason when the backend cannot give one yet.
-  static std::unique_ptr<TestDatabase> Create(std::string* skip_reason);
+  // Returns nullptr and sets *why when the backend cannot give one.
+  static std::unique_ptr<TestDatabase> Create(std::string* why);
+  ~TestDatabase();  // drops a scratch PostgreSQL database
   const std::string& url() const { return url_; }
   // A scratch folder of the test (exists for every backend).
   const std::string& dir() const { return dir_.path(); }
@@ -66,7 +67,7 @@ class TestDatabase {
 };
 
 // For postgres: creates a fresh database on QUIRE_TEST_POSTGRES_URL and returns
-// its URL. Not implemented yet: returns nullopt with the reason.
+// its URL, or nullopt with the reason.
 std::optional<std::string> FreshPostgresDatabaseUrl(std::string* why);
 
 // ---------------------------------------------------------------------------
