@@ -100,6 +100,7 @@ void EventHub::Pump() {
   std::uint64_t generation = store_.CommitGeneration();
   const auto tick = std::min<std::chrono::milliseconds>(
       std::chrono::milliseconds(250), options_.heartbeat / 4 + std::chrono::milliseconds(1));
+  bool failing = false;  // said once when reads start failing, once when they work again
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -107,17 +108,21 @@ void EventHub::Pump() {
     }
     storage::Head head;
     storage::Status s = store_.GetHead(&head);
-    if (s.ok()) {
-      PublishNew(head);
-    } else {
-      std::fprintf(stderr, "quire: event pump cannot read the head: %s\n", s.ToString().c_str());
+    if (s.ok()) s = PublishNew(head);
+    if (!s.ok() && !failing) {
+      std::fprintf(stderr, "quire: event pump cannot read the database, retrying: %s\n",
+                   s.ToString().c_str());
+      failing = true;
+    } else if (s.ok() && failing) {
+      std::fprintf(stderr, "quire: event pump reads the database again\n");
+      failing = false;
     }
     SendHeartbeats(Clock::now());
     generation = store_.WaitForCommit(generation, tick);
   }
 }
 
-bool EventHub::PublishNew(const storage::Head& head) {
+storage::Status EventHub::PublishNew(const storage::Head& head) {
   std::int64_t cursor;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -134,10 +139,7 @@ bool EventHub::PublishNew(const storage::Head& head) {
   while (cursor < head.last_seq) {
     events.clear();
     storage::Status s = store_.ReadEvents(cursor, head.last_seq, options_.read_page, &events);
-    if (!s.ok()) {
-      std::fprintf(stderr, "quire: event pump read failed: %s\n", s.ToString().c_str());
-      return false;
-    }
+    if (!s.ok()) return s;
     // Render the page once; streams that are level with the hub (nearly all)
     // share one chunk holding every frame of it: one write per stream per page.
     frames.clear();
@@ -148,7 +150,7 @@ bool EventHub::PublishNew(const storage::Head& head) {
     }
     const auto whole_page = http::MakeChunk(frames);
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return false;
+    if (stopping_) return storage::Status::Ok();
     if (!events.empty()) {
       const std::int64_t first = events.front().seq;
       const std::int64_t last = events.back().seq;
@@ -174,7 +176,7 @@ bool EventHub::PublishNew(const storage::Head& head) {
     cursor = published_;
     std::erase_if(subscribers_, [](const Subscriber& sub) { return sub.stream->Closed(); });
   }
-  return true;
+  return storage::Status::Ok();
 }
 
 bool EventHub::Deliver(Subscriber& sub, const std::shared_ptr<const std::string>& chunk) {

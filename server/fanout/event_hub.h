@@ -74,7 +74,8 @@ class EventHub final : public chat::SessionObserver {
   };
 
   void Pump();
-  bool PublishNew(const storage::Head& head);
+  // Publishes the events up to head.last_seq; a read failure is returned.
+  storage::Status PublishNew(const storage::Head& head);
   void SendHeartbeats(std::chrono::steady_clock::time_point now);
   // Queues `chunk` on the subscriber; ends it when it is gone or too slow.
   bool Deliver(Subscriber& sub, const std::shared_ptr<const std::string>& chunk);
