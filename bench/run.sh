@@ -2,7 +2,7 @@
 # bench/run.sh — builds Quire (Release) and the benchmark clients, then runs
 # every benchmark on loopback against fresh servers and prints the tables.
 #
-#   bench/run.sh [--quick] [--only fanout,write,boot] [--no-nchan]
+#   bench/run.sh [--quick] [--only fanout,write,boot,postgres] [--no-nchan]
 #                [--boot-events N] [--no-wait-quiet]
 #
 # Each measurement runs at most ~30 s (fan-out: 2 s warm-up, 10 s measured,
@@ -25,7 +25,7 @@ build=${QUIRE_BENCH_BUILD:-$root/build-bench}
 log=${QUIRE_BENCH_LOG:-/tmp/quire-bench-last.log}
 
 quick=0
-only="fanout,write,boot"
+only="fanout,write,boot,postgres"
 with_nchan=1
 boot_events=1000000
 wait_quiet=1
@@ -302,6 +302,14 @@ if wants boot; then
     say "boot_bench FAILED"
   echo "$out" | tee -a "$log" | grep -v '^RESULT' || true
   echo "$out" | grep '^RESULT' >>"$results" || true
+  echo
+fi
+
+if wants postgres; then
+  say "== PostgreSQL: durable writes, and the price of the head row lock =="
+  out=$(timeout 300 "$here/postgres_bench.sh" "$quire" "$tools" "$work/postgres" "$write_dur" 2>&1) ||
+    say "postgres_bench FAILED"
+  echo "$out" | tee -a "$log"
   echo
 fi
 

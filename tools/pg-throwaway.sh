@@ -7,9 +7,12 @@
 # Environment:
 #   QUIRE_PG_PORT  port (default 55432). `start` refuses to run when it is busy.
 #   QUIRE_PG_DIR   base folder (default /tmp/quire-pg-$QUIRE_PG_PORT)
+#   QUIRE_PG_DURABLE=1  keep PostgreSQL's durable defaults (fsync, synchronous
+#                  commit, full-page writes), for benchmarks; tests run without
 # Callers stop it on exit:  tools/pg-throwaway.sh start; trap 'tools/pg-throwaway.sh stop' EXIT
 # initdb and postgres refuse to run as root: as root they run as the `postgres` user.
-# The cluster trusts local connections and runs with fsync off: tests only.
+# The cluster trusts local connections and (unless QUIRE_PG_DURABLE=1) runs
+# with fsync off: tests only.
 set -euo pipefail
 
 PGPORT=${QUIRE_PG_PORT:-55432}
@@ -78,8 +81,11 @@ start() {
     cat "${BASE}/initdb.log" >&2
     exit 1
   }
-  "${RUN[@]}" "${bin}/pg_ctl" -D "${PGDATA}" -l "${PGDATA}/server.log" -w -t 30 \
-    -o "-p ${PGPORT} -k ${PGSOCK} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  local settings="-p ${PGPORT} -k ${PGSOCK} -c listen_addresses=127.0.0.1 -c max_connections=300"
+  if [[ ${QUIRE_PG_DURABLE:-0} != 1 ]]; then
+    settings+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  fi
+  "${RUN[@]}" "${bin}/pg_ctl" -D "${PGDATA}" -l "${PGDATA}/server.log" -w -t 30 -o "${settings}" \
     start >/dev/null || {
     cat "${PGDATA}/server.log" >&2 || true
     exit 1
