@@ -214,6 +214,22 @@ TEST_P(StoreConformance, P01_SequencesStrictlyIncrease) {
     last = writes[i].last_seq;
   }
 
+  // A write the engine itself refuses (an invitation id already stored: a
+  // unique-key violation in SQL engines) fails alone; the rest commits.
+  ASSERT_TRUE(Apply(op::CreateInvitation{{Id('I', 1), user, 3500, false}}).status.ok());
+  writes = ApplyBatch({op::CreateConversation{MakeConversation(20, "around 1", 3600)},
+                       op::CreateInvitation{{Id('I', 1), user, 3600, false}},
+                       op::CreateConversation{MakeConversation(21, "around 2", 3600)}});
+  EXPECT_TRUE(writes[1].status.IsConflict()) << writes[1].status.ToString();
+  for (std::size_t i : {0u, 2u}) {
+    ASSERT_TRUE(writes[i].status.ok()) << i << ": " << writes[i].status.ToString();
+    EXPECT_GT(writes[i].last_seq, last);
+    last = writes[i].last_seq;
+  }
+  storage::Invitation first_invitation;
+  QUIRE_ASSERT_OK(store_->GetInvitation(Id('I', 1), &first_invitation));
+  EXPECT_EQ(first_invitation.issued_at, 3500);
+
   // Expiry emits several events from one write; its last_seq is the highest.
   Write expire = Apply(op::Expire{4000, 0, 5000});
   ASSERT_TRUE(expire.status.ok()) << expire.status.ToString();
@@ -227,8 +243,8 @@ TEST_P(StoreConformance, P01_SequencesStrictlyIncrease) {
   ASSERT_FALSE(seqs.empty());
   EXPECT_EQ(seqs.back(), last);
   EXPECT_EQ(Head().last_seq, last);
-  // 1 user + 5 + 5 conversations + 1 message + 1 message deleted.
-  EXPECT_EQ(history.size(), 13u);
+  // 1 user + 5 + 5 + 2 conversations + 1 message + 1 message deleted.
+  EXPECT_EQ(history.size(), 15u);
   // Pages of one event read the same history.
   EXPECT_EQ(History(0, INT64_MAX, 1), history);
   // `upto` bounds the read.

@@ -1,7 +1,8 @@
 // The state changes a Store applies: one struct per domain operation.
 //
 // Each operation is atomic on its own: all of its effects and events commit,
-// or none do and its status says why. Inputs are already validated and
+// or none do and its status says why. A record whose id (or token hash) is
+// already stored is a Conflict of that operation alone, like a taken name. Inputs are already validated and
 // normalized above the seam; a backend checks only what needs the stored state
 // (uniqueness, existence, "still live"), inside its transaction, so that two
 // racing writers cannot both pass.

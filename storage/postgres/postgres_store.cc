@@ -28,8 +28,10 @@ constexpr std::size_t kMaxIdleConnections = 8;
 constexpr std::pair<const char*, const char*> kStatements[] = {
     // Sequence allocation: the row lock is held to the commit.
     {"head_lock", "SELECT last_seq FROM quire_meta WHERE id = 1 FOR UPDATE"},
-    {"head_set", "UPDATE quire_meta SET last_seq = $1 WHERE id = 1"},
-    {"notify", "SELECT pg_notify('quire_commits', $1)"},
+    // Publishes the new head, and wakes every instance at commit.
+    {"head_publish",
+     "WITH head AS (UPDATE quire_meta SET last_seq = $1::bigint WHERE id = 1) "
+     "SELECT pg_notify('quire_commits', $1::bigint::text)"},
     // Reads.
     {"head_get", "SELECT last_seq, purged_through FROM quire_meta WHERE id = 1"},
     {"events_read",
@@ -74,7 +76,6 @@ constexpr std::pair<const char*, const char*> kStatements[] = {
      "INSERT INTO conversations (id, name, canonical, created_at, last_activity) "
      "VALUES ($1, $2, $3, $4, $5)"},
     {"conversation_state", "SELECT deleted_at FROM conversations WHERE id = $1"},
-    {"conversation_touch", "UPDATE conversations SET last_activity = $1 WHERE id = $2"},
     {"conversation_blank",
      "UPDATE conversations SET name = '', canonical = '', deleted_at = $1 WHERE id = $2"},
     {"conversation_has_live_messages",
@@ -82,8 +83,17 @@ constexpr std::pair<const char*, const char*> kStatements[] = {
     {"conversation_live_messages",
      "SELECT id FROM messages WHERE conversation = $1 AND deleted_at IS NULL "
      "ORDER BY at, id COLLATE \"C\""},
-    {"message_insert",
-     "INSERT INTO messages (id, conversation, sender, body, at) VALUES ($1, $2, $3, $4, $5)"},
+    // A message to a live conversation, its last_activity and its event, in
+    // one round trip; nothing at all (count 0) when the conversation is not live.
+    {"message_send",
+     "WITH live AS (UPDATE conversations SET last_activity = $5::bigint "
+     "WHERE id = $2::text AND deleted_at IS NULL RETURNING id), "
+     "message AS (INSERT INTO messages (id, conversation, sender, body, at) "
+     "SELECT $1::text, id, $3::text, $4::text, $5::bigint FROM live RETURNING id, conversation), "
+     "event AS (INSERT INTO events (seq, kind, at, entity, conversation, sender, text) "
+     "SELECT $6::bigint, 4, $5::bigint, id, conversation, $3::text, $4::text FROM message "
+     "RETURNING seq) "
+     "SELECT count(*) FROM event"},
     {"message_state", "SELECT conversation, deleted_at FROM messages WHERE id = $1"},
     {"message_blank", "UPDATE messages SET body = '', deleted_at = $1 WHERE id = $2"},
     {"idempotency_get",
@@ -338,8 +348,8 @@ class PostgresStore final : public Store {
 
   // ---- Writes: all inside Apply's transaction, on the savepoint `tx` ----
 
-  // One transaction for the batch, a savepoint for each write.
-  Status ApplyBatch(pqxx::connection& conn, std::span<Write> batch, bool* broken);
+  // One transaction for the batch; see the definition for `savepoints`.
+  Status ApplyBatch(pqxx::connection& conn, std::span<Write> batch, bool savepoints);
 
   using Tx = pqxx::transaction_base;
 
@@ -482,13 +492,14 @@ class PostgresStore final : public Store {
         return Status::Ok();
       }
     }
-    if (!IsLiveConversation(tx, m.conversation)) {
+    m.deleted_at = std::nullopt;
+    static_assert(static_cast<int>(EventKind::kMessageSent) == 4);  // in message_send
+    const std::int64_t seq = seq_ + 1;
+    if (tx.exec_prepared1("message_send", m.id, m.conversation, m.sender, m.body, m.at, seq)[0]
+            .as<std::int64_t>() == 0) {
       return Status::NotFound("no live conversation " + m.conversation);
     }
-    m.deleted_at = std::nullopt;
-    tx.exec_prepared0("message_insert", m.id, m.conversation, m.sender, m.body, m.at);
-    tx.exec_prepared0("conversation_touch", m.at, m.conversation);
-    Emit(tx, EventKind::kMessageSent, m.at, m.id, m.conversation, m.sender, m.body);
+    seq_ = seq;
     if (!o.idempotency_key.empty()) {
       tx.exec_prepared0("idempotency_put", m.sender, o.idempotency_key, m.id, m.conversation, m.at);
     }
@@ -574,10 +585,6 @@ class PostgresStore final : public Store {
 };
 
 Status PostgresStore::Apply(std::span<Write> batch) {
-  for (Write& w : batch) {
-    w.status = Status::Ok();
-    w.last_seq = 0;
-  }
   if (batch.empty()) return Status::Ok();
 
   std::lock_guard<std::mutex> lock(write_mu_);
@@ -585,7 +592,13 @@ Status PostgresStore::Apply(std::span<Write> batch) {
   Status failed = pool_.Acquire(&conn);
   if (failed.ok()) {
     bool broken = false;
-    failed = Guarded([&] { return ApplyBatch(*conn, batch, &broken); }, &broken);
+    failed = Guarded([&] { return ApplyBatch(*conn, batch, /*savepoints=*/false); }, &broken);
+    if (!failed.ok() && !broken && IsWriteLocal(failed)) {
+      // An SQL error in one write (an id already taken, a missing row) has
+      // aborted the whole transaction: apply the batch again with a
+      // savepoint for each write, so that only that write fails.
+      failed = Guarded([&] { return ApplyBatch(*conn, batch, /*savepoints=*/true); }, &broken);
+    }
     if (!broken) pool_.Release(std::move(conn));
   }
   if (!failed.ok()) {
@@ -599,7 +612,17 @@ Status PostgresStore::Apply(std::span<Write> batch) {
   return Status::Ok();
 }
 
-Status PostgresStore::ApplyBatch(pqxx::connection& conn, std::span<Write> batch, bool* broken) {
+// Every Do() checks its preconditions before it changes anything, so a write
+// that returns NotFound or Conflict has changed nothing and needs no
+// savepoint of its own. Only an SQL error (which aborts a PostgreSQL
+// transaction) does: with `savepoints` each write runs in its own, and a
+// write-local SQL error fails that write alone; without, any SQL error
+// escapes and fails the batch (Apply then retries with savepoints).
+Status PostgresStore::ApplyBatch(pqxx::connection& conn, std::span<Write> batch, bool savepoints) {
+  for (Write& w : batch) {
+    w.status = Status::Ok();
+    w.last_seq = 0;
+  }
   pqxx::work tx(conn);
   // The head row lock: held until COMMIT, so no other writer, in any process,
   // takes numbers until this transaction's events are visible.
@@ -607,25 +630,32 @@ Status PostgresStore::ApplyBatch(pqxx::connection& conn, std::span<Write> batch,
   const std::int64_t first = seq_;
   for (Write& w : batch) {
     const std::int64_t before = seq_;
-    pqxx::subtransaction savepoint(tx, "quire_write");
-    Status s = Guarded([&] { return ApplyOne(savepoint, w.op); }, broken);
-    if (*broken || (!s.ok() && !IsWriteLocal(s))) {
-      return s;  // the whole batch fails: the destructors roll it back
+    Status s;
+    if (savepoints) {
+      // Plain SAVEPOINT statements: libpqxx 6's subtransaction does not roll
+      // back to its savepoint when its first statement failed.
+      tx.exec0("SAVEPOINT quire_write");
+      try {
+        s = ApplyOne(tx, w.op);
+      } catch (const pqxx::sql_error&) {
+        bool broken = false;
+        s = postgres::CurrentExceptionStatus(&broken);
+        if (broken || !IsWriteLocal(s)) throw;
+      }
+      tx.exec0(s.ok() ? "RELEASE SAVEPOINT quire_write"
+                      : "ROLLBACK TO SAVEPOINT quire_write; RELEASE SAVEPOINT quire_write");
+    } else {
+      s = ApplyOne(tx, w.op);
     }
     if (s.ok()) {
-      savepoint.commit();
       w.last_seq = seq_ > before ? seq_ : 0;
     } else {
       // Nothing of this write committed, so its sequences were never seen.
-      savepoint.abort();
       seq_ = before;
       w.status = std::move(s);
     }
   }
-  if (seq_ != first) {
-    tx.exec_prepared0("head_set", seq_);
-    tx.exec_prepared("notify", std::to_string(seq_));
-  }
+  if (seq_ != first) tx.exec_prepared("head_publish", seq_);
   tx.commit();
   return Status::Ok();
 }
