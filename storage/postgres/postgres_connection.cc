@@ -127,26 +127,24 @@ Status ConnectionPool::Acquire(std::unique_ptr<pqxx::connection>* out) {
       }
     }
     if (std::chrono::steady_clock::now() < retry_after_) {
-      return Status::Unavailable("PostgreSQL is unreachable: " + last_failure_);
+      return Status::Unavailable("cannot connect to PostgreSQL (retrying): " + last_failure_);
     }
   }
-  bool broken = false;
-  const Status s = Guarded(
-      [&] {
-        std::unique_ptr<pqxx::connection> conn = Connect(conninfo_);
-        prepare_(*conn);
-        *out = std::move(conn);
-        return Status::Ok();
-      },
-      &broken);
-  if (!s.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    retry_after_ = std::chrono::steady_clock::now() + kRetryPause;
-    last_failure_ = s.message();
-    // A refused connection is "unavailable" whatever libpqxx called it.
-    return s.IsUnavailable() ? s : Status::Unavailable(s.message());
+  std::string failure;
+  try {
+    std::unique_ptr<pqxx::connection> conn = Connect(conninfo_);
+    prepare_(*conn);
+    *out = std::move(conn);
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    failure = OneLine(e.what());
+  } catch (...) {
+    failure = "unknown error";
   }
-  return s;
+  std::lock_guard<std::mutex> lock(mu_);
+  retry_after_ = std::chrono::steady_clock::now() + kRetryPause;
+  last_failure_ = failure;
+  return Status::Unavailable("cannot connect to PostgreSQL: " + failure);
 }
 
 void ConnectionPool::Release(std::unique_ptr<pqxx::connection> conn) {

@@ -168,10 +168,8 @@ pqxx::result Query(pqxx::connection& conn, const char* statement, Args&&... args
 
 class PostgresStore final : public Store {
  public:
-  PostgresStore(std::string conninfo, std::string redacted_url)
-      : conninfo_(std::move(conninfo)),
-        redacted_url_(std::move(redacted_url)),
-        pool_(conninfo_, kMaxIdleConnections, PrepareStatements) {}
+  explicit PostgresStore(std::string conninfo)
+      : conninfo_(std::move(conninfo)), pool_(conninfo_, kMaxIdleConnections, PrepareStatements) {}
 
   ~PostgresStore() override {
     {
@@ -186,8 +184,7 @@ class PostgresStore final : public Store {
   Status Open() {
     std::unique_ptr<pqxx::connection> conn;
     Status s = pool_.Acquire(&conn);
-    if (!s.ok())
-      return Status::Unavailable("cannot connect to " + redacted_url_ + ": " + s.message());
+    if (!s.ok()) return s;
     bool broken = false;
     s = Guarded([&] { return postgres::Migrate(*conn); }, &broken);
     if (!s.ok()) return s;
@@ -571,7 +568,6 @@ class PostgresStore final : public Store {
   }
 
   const std::string conninfo_;
-  const std::string redacted_url_;
   ConnectionPool pool_;
 
   std::mutex write_mu_;   // serializes Apply within this process
@@ -663,7 +659,7 @@ Status PostgresStore::ApplyBatch(pqxx::connection& conn, std::span<Write> batch,
 }  // namespace
 
 Status OpenPostgresStore(const std::string& url, std::unique_ptr<Store>* out) {
-  auto store = std::make_unique<PostgresStore>(postgres::ConnectionString(url), RedactedUrl(url));
+  auto store = std::make_unique<PostgresStore>(postgres::ConnectionString(url));
   if (Status s = store->Open(); !s.ok()) return s;
   *out = std::move(store);
   return Status::Ok();

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "tests/api/harness.h"
+#include "tests/support/scratch_postgres.h"
 
 namespace quire::apitest {
 namespace {
@@ -103,9 +104,23 @@ TEST_F(CliTest, UnusableSqliteDatabases) {
 }
 
 TEST_F(CliTest, UnreachablePostgres) {
-  // Refused at once: nothing listens on port 1. Without a postgres backend the
-  // scheme is unsupported: the same kind of failure.
-  EXPECT_TRUE(FailsWithOneLine(RunQuire(Serve("postgresql://nobody@127.0.0.1:1/quire", {}), 20s)));
+  // Refused at once: nothing listens on port 1. The password never shows.
+  for (const std::string scheme : {"postgresql", "postgres"}) {
+    RunResult r = RunQuire(Serve(scheme + "://nobody:hunter2@127.0.0.1:1/quire", {}), 20s);
+    EXPECT_TRUE(FailsWithOneLine(r)) << scheme;
+    EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("***"), std::string::npos) << r.err;
+  }
+  // A server that is there, a database that is not.
+  if (Backend() == "postgres") {
+    std::string why;
+    const std::optional<std::string> admin = quire::testing::PostgresAdminUrl(&why);
+    ASSERT_TRUE(admin.has_value()) << why;
+    const std::string missing = quire::testing::WithDatabase(*admin, "quire_no_such_database");
+    RunResult r = RunQuire(Serve(missing, {}), 20s);
+    EXPECT_TRUE(FailsWithOneLine(r));
+    EXPECT_NE(r.err.find("quire_no_such_database"), std::string::npos) << r.err;
+  }
 }
 
 TEST_F(CliTest, PortInUse) {
