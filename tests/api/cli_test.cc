@@ -123,6 +123,24 @@ TEST_F(CliTest, UnreachablePostgres) {
   }
 }
 
+TEST_F(CliTest, ASecondServerOnOneLmdbDirectoryIsRefused) {
+  if (Backend() != "lmdb") GTEST_SKIP() << "lmdb-specific: one process per LMDB directory";
+  QuireProcess first(database_->url());
+  ASSERT_TRUE(first.Start());
+  RunResult second = RunQuire(Serve(database_->url(), {}), 20s);
+  EXPECT_TRUE(FailsWithOneLine(second));
+  EXPECT_NE(second.err.find("in use by another process"), std::string::npos) << second.err;
+  // The first one is unharmed, and once it stops the directory opens again.
+  Client c(first.base_url());
+  EXPECT_TRUE(HasStatus(c.post("/api/setup", {{"name", "alice"}, {"password", "pw"}}), 200));
+  ASSERT_TRUE(first.Stop());
+  QuireProcess again(database_->url());
+  ASSERT_TRUE(again.Start());
+  Client d(again.base_url());
+  EXPECT_TRUE(HasStatus(d.post("/api/auth/login", {{"name", "alice"}, {"password", "pw"}}), 200));
+  EXPECT_TRUE(again.Stop());
+}
+
 TEST_F(CliTest, PortInUse) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
