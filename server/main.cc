@@ -15,6 +15,7 @@
 #include "server/config.h"
 #include "server/fanout/event_hub.h"
 #include "server/http/http_server.h"
+#include "storage/lmdb/lmdb_store.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/registry.h"
 #include "storage/sqlite/sqlite_store.h"
@@ -62,6 +63,7 @@ int Serve(const quire::ServeConfig& config) {
   storage::Registry& registry = storage::Registry::Global();
   storage::RegisterSqliteBackend(registry);
   storage::RegisterPostgresBackend(registry);
+  storage::RegisterLmdbBackend(registry);
 
   std::unique_ptr<storage::Store> store;
   storage::Status status = registry.Open(config.database_url, &store);
