@@ -3,18 +3,21 @@
 // control). This program is expected to fail; selftest_test.cc runs it and
 // checks that each fault fails the property it breaks.
 #include "conformance_tests/broken_store.h"
-#include "conformance_tests/sqlite_backend.h"
 #include "conformance_tests/suite.h"
+#include "conformance_tests/url_backend.h"
+#include "storage/sqlite/sqlite_store.h"
 
 namespace {
 
 using quire::conformance::Fault;
 
 quire::conformance::BackendUnderTest Broken(Fault fault) {
-  return quire::conformance::SqliteBackend(
-      FaultName(fault), [fault](std::unique_ptr<quire::storage::Store> inner) {
-        return quire::conformance::WrapWithFault(std::move(inner), fault);
-      });
+  return quire::conformance::UrlBackend(FaultName(fault), quire::storage::RegisterSqliteBackend,
+                                        quire::conformance::TempDirUrl("sqlite", "quire.db"),
+                                        [fault](std::unique_ptr<quire::storage::Store> inner) {
+                                          return quire::conformance::WrapWithFault(std::move(inner),
+                                                                                   fault);
+                                        });
 }
 
 }  // namespace

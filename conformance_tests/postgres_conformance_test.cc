@@ -7,15 +7,14 @@
 #include <vector>
 
 #include "conformance_tests/suite.h"
+#include "conformance_tests/url_backend.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/registry.h"
 #include "tests/support/scratch_postgres.h"
 
 namespace {
 
-using quire::storage::Registry;
 using quire::storage::Status;
-using quire::storage::Store;
 
 // Drops the scratch databases when the test program ends.
 class ScratchDatabases : public ::testing::Environment {
@@ -47,28 +46,8 @@ class ScratchDatabases : public ::testing::Environment {
 ScratchDatabases* const scratch =
     static_cast<ScratchDatabases*>(::testing::AddGlobalTestEnvironment(new ScratchDatabases));
 
-Status OpenUrl(const std::string& url, std::unique_ptr<Store>* out) {
-  static Registry* registry = [] {
-    auto* r = new Registry();
-    quire::storage::RegisterPostgresBackend(*r);
-    return r;
-  }();
-  return registry->Open(url, out);
-}
-
-quire::conformance::BackendUnderTest PostgresBackend() {
-  auto url = std::make_shared<std::string>();
-  return quire::conformance::BackendUnderTest{
-      .name = "postgres",
-      .make_fresh_store =
-          [url](std::unique_ptr<Store>* out) {
-            if (Status s = scratch->Make(url.get()); !s.ok()) return s;
-            return OpenUrl(*url, out);
-          },
-      .reopen_same_store = [url](std::unique_ptr<Store>* out) { return OpenUrl(*url, out); },
-  };
-}
-
 }  // namespace
 
-QUIRE_INSTANTIATE_STORE_CONFORMANCE(Postgres, PostgresBackend());
+QUIRE_INSTANTIATE_STORE_CONFORMANCE(
+    Postgres, quire::conformance::UrlBackend("postgres", quire::storage::RegisterPostgresBackend,
+                                             [](std::string* url) { return scratch->Make(url); }));

@@ -9,11 +9,14 @@ namespace {
 // this long before the next attempt.
 constexpr auto kRetryPause = std::chrono::milliseconds(250);
 
-// Quire's defaults for keys the URL does not set.
+// Quire's defaults for keys the URL does not set. gssencmode=disable: by
+// default libpq first probes for Kerberos credentials on every TCP connect,
+// which is slow and takes a process-wide GSSAPI lock (a forked child can
+// inherit it held and hang); set gssencmode in the URL to use Kerberos.
 constexpr std::pair<const char*, const char*> kDefaults[] = {
-    {"connect_timeout", "5"},      {"application_name", "quire"}, {"keepalives", "1"},
-    {"keepalives_idle", "10"},     {"keepalives_interval", "3"},  {"keepalives_count", "3"},
-    {"tcp_user_timeout", "20000"},
+    {"gssencmode", "disable"}, {"connect_timeout", "5"},      {"application_name", "quire"},
+    {"keepalives", "1"},       {"keepalives_idle", "10"},     {"keepalives_interval", "3"},
+    {"keepalives_count", "3"}, {"tcp_user_timeout", "20000"},
 };
 
 bool HasKey(const std::string& url, const std::string& key) {

@@ -7,7 +7,8 @@ namespace {
 
 TEST(PostgresConnectionTest, DefaultsAreAddedUnlessTheUrlSetsThem) {
   const std::string plain = ConnectionString("postgresql://quire@db/quire");
-  EXPECT_EQ(plain.find("postgresql://quire@db/quire?connect_timeout=5&"), 0u) << plain;
+  EXPECT_EQ(plain.find("postgresql://quire@db/quire?gssencmode=disable&connect_timeout=5&"), 0u)
+      << plain;
   EXPECT_NE(plain.find("&keepalives_idle=10"), std::string::npos) << plain;
   EXPECT_NE(plain.find("&application_name=quire"), std::string::npos) << plain;
 

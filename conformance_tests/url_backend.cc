@@ -1,13 +1,10 @@
-#include "conformance_tests/sqlite_backend.h"
+#include "conformance_tests/url_backend.h"
 
 #include <stdlib.h>
 
 #include <filesystem>
 #include <mutex>
 #include <vector>
-
-#include "storage/registry.h"
-#include "storage/sqlite/sqlite_store.h"
 
 namespace quire::conformance {
 namespace {
@@ -20,7 +17,7 @@ using storage::Store;
 class TempDirs : public ::testing::Environment {
  public:
   std::string Make() {
-    std::string pattern = ::testing::TempDir() + "quire-sqlite-XXXXXX";
+    std::string pattern = ::testing::TempDir() + "quire-conformance-XXXXXX";
     if (mkdtemp(pattern.data()) == nullptr) return std::string();
     std::lock_guard<std::mutex> lock(mu_);
     dirs_.push_back(pattern);
@@ -43,32 +40,36 @@ class TempDirs : public ::testing::Environment {
 TempDirs* const temp_dirs =
     static_cast<TempDirs*>(::testing::AddGlobalTestEnvironment(new TempDirs));
 
-Status OpenUrl(const std::string& url, const StoreWrapper& wrap, std::unique_ptr<Store>* out) {
-  static Registry* registry = [] {
-    auto* r = new Registry();
-    storage::RegisterSqliteBackend(*r);
-    return r;
-  }();
-  const Status s = registry->Open(url, out);
-  if (s.ok() && wrap) *out = wrap(std::move(*out));
-  return s;
-}
-
 }  // namespace
 
-BackendUnderTest SqliteBackend(std::string name, StoreWrapper wrap) {
+BackendUnderTest UrlBackend(std::string name, RegisterBackend register_backend, FreshUrl fresh_url,
+                            StoreWrapper wrap) {
+  // Never destroyed: forked writers and late tests may still open stores.
+  auto* registry = new Registry();
+  register_backend(*registry);
   auto url = std::make_shared<std::string>();
+  auto open = [registry, url, wrap](std::unique_ptr<Store>* out) {
+    const Status s = registry->Open(*url, out);
+    if (s.ok() && wrap) *out = wrap(std::move(*out));
+    return s;
+  };
   return BackendUnderTest{
       .name = std::move(name),
       .make_fresh_store =
-          [url, wrap](std::unique_ptr<Store>* out) {
-            const std::string dir = temp_dirs->Make();
-            if (dir.empty()) return Status::IoError("mkdtemp failed");
-            *url = "sqlite:" + dir + "/quire.db";
-            return OpenUrl(*url, wrap, out);
+          [fresh_url, url, open](std::unique_ptr<Store>* out) {
+            if (Status s = fresh_url(url.get()); !s.ok()) return s;
+            return open(out);
           },
-      .reopen_same_store = [url,
-                            wrap](std::unique_ptr<Store>* out) { return OpenUrl(*url, wrap, out); },
+      .reopen_same_store = open,
+  };
+}
+
+FreshUrl TempDirUrl(std::string scheme, std::string leaf) {
+  return [scheme, leaf](std::string* url) {
+    const std::string dir = temp_dirs->Make();
+    if (dir.empty()) return Status::IoError("mkdtemp failed");
+    *url = scheme + ":" + dir + (leaf.empty() ? "" : "/" + leaf);
+    return Status::Ok();
   };
 }
 
