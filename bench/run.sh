@@ -178,11 +178,18 @@ say "== quire $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') (
 echo
 
 # Starts a quire server on a fresh database; sets qpid, qport, qroles.
+# start_quire NAME [BACKEND]: BACKEND sqlite (default), lmdb or lmdb-nosync.
 start_quire() {
-  local name=$1
+  local name=$1 backend=${2:-sqlite} url
   local dir="$work/$name"
   mkdir -p "$dir"
-  "$quire" serve --database-url "sqlite:$dir/quire.db" --port 0 >"$dir/out" 2>"$dir/err" &
+  case $backend in
+    sqlite) url="sqlite:$dir/quire.db" ;;
+    lmdb) url="lmdb:$dir/lmdb" ;;
+    lmdb-nosync) url="lmdb:$dir/lmdb?sync=off" ;;
+    *) say "unknown backend $backend"; exit 1 ;;
+  esac
+  "$quire" serve --database-url "$url" --port 0 >"$dir/out" 2>"$dir/err" &
   qpid=$!
   started+=("$qpid")
   for _ in $(seq 200); do
@@ -266,9 +273,11 @@ if wants write; then
   # Commits are counted as the server's fdatasync calls (one per commit: the
   # WAL is synced, synchronous=FULL) with perf's syscall tracepoint, over
   # about the measured window; messages/s ÷ commits/s is the mean batch size.
+  # write_run SENDERS [BACKEND]
   write_run() {
-    local dir="$work/write-$1" perf_pid="" commits=""
-    start_quire "write-$1"
+    local backend=${2:-sqlite}
+    local dir="$work/write-$1-$backend" perf_pid="" commits=""
+    start_quire "write-$1-$backend" "$backend"
     if [[ $have_perf == 1 ]]; then
       (sleep "$write_warm"; timeout 60 perf stat -x, -e syscalls:sys_enter_fdatasync \
         -p "$qpid" -o "$dir/fsyncs" -- sleep "$write_dur" >/dev/null 2>&1) &
@@ -286,7 +295,8 @@ if wants write; then
       say "commits (fdatasync): ${per_s}/s"
       sed -i '$ s/$/ commits_per_s='"$per_s"'/' "$results"
     fi
-    stop_quire "write-$1"
+    sed -i '$ s/$/ backend='"$backend"'/' "$results"
+    stop_quire "write-$1-$backend"
   }
   have_perf=0
   if command -v perf >/dev/null 2>&1 &&
@@ -294,6 +304,9 @@ if wants write; then
     have_perf=1
   fi
   for senders in 1 8 32 64; do measure write_run "$senders"; done
+  for backend in lmdb lmdb-nosync; do
+    for senders in 1 8 64; do measure write_run "$senders" "$backend"; done
+  done
 fi
 
 if wants boot; then
@@ -338,13 +351,13 @@ if grep -q 'bench=write' "$results"; then
   fs=$(grep 'bench=fsync' "$results" || true)
   [[ -n $fs ]] && say "disk: 4 KiB write + fdatasync $(field per_s "$fs")/s, p50 $(field p50_ms "$fs") ms, p99 $(field p99_ms "$fs") ms"
   say ""
-  say "| concurrent senders | messages/s | commits/s | messages per commit | p50 ms | p99 ms | max ms | errors | server CPU % | client CPU % | other CPU % (steal) |"
-  say "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  say "| backend | concurrent senders | messages/s | fdatasync/s | messages per fdatasync | p50 ms | p99 ms | max ms | errors | server CPU % | client CPU % | other CPU % (steal) |"
+  say "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   while read -r line; do
     commits=$(field commits_per_s "$line")
     batch="-"
     [[ -n $commits && $commits != 0 ]] && batch=$(awk "BEGIN {printf \"%.1f\", $(field per_s "$line") / $commits}")
-    say "| $(field senders "$line") | $(field per_s "$line") | ${commits:--} | $batch | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field max_ms "$line") | $(field errors "$line") | $(field server_cpu "$line") | $(field client_cpu "$line") | $(field other_cpu "$line") ($(field steal_cpu "$line")) |"
+    say "| $(field backend "$line") | $(field senders "$line") | $(field per_s "$line") | ${commits:--} | $batch | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field max_ms "$line") | $(field errors "$line") | $(field server_cpu "$line") | $(field client_cpu "$line") | $(field other_cpu "$line") ($(field steal_cpu "$line")) |"
   done < <(grep 'bench=write' "$results")
 fi
 if grep -q 'bench=boot ' "$results"; then
