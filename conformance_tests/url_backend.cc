@@ -44,8 +44,9 @@ TempDirs* const temp_dirs =
 
 BackendUnderTest UrlBackend(std::string name, RegisterBackend register_backend, FreshUrl fresh_url,
                             StoreWrapper wrap) {
-  // Never destroyed: forked writers and late tests may still open stores.
-  auto* registry = new Registry();
+  // Shared by every copy of the BackendUnderTest (GoogleTest keeps copies for
+  // the whole run).
+  auto registry = std::make_shared<Registry>();
   register_backend(*registry);
   auto url = std::make_shared<std::string>();
   auto open = [registry, url, wrap](std::unique_ptr<Store>* out) {
