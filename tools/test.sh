@@ -105,6 +105,7 @@ else
   "${ROOT}/tools/build.sh" "${ROOT}/build-asan" -DQUIRE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug "-DQUIRE_TEST_DATABASES=${DB_LIST}"
   echo "test.sh: sanitizer build finished after ${SECONDS}s"
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
+    LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=${ROOT}/tools/lsan-suppressions.txt:print_suppressions=0} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     run_ctest sanitizer "${ROOT}/build-asan"
 fi
