@@ -2,13 +2,14 @@
 //
 // Each operation is atomic on its own: all of its effects and events commit,
 // or none do and its status says why. A record whose id (or token hash) is
-// already stored is a Conflict of that operation alone, like a taken name. Inputs are already validated and
-// normalized above the seam; a backend checks only what needs the stored state
+// already stored is a Conflict of that operation alone, like a taken name. Inputs are already
+// validated and normalized above the seam; a backend checks only what needs the stored state
 // (uniqueness, existence, "still live"), inside its transaction, so that two
 // racing writers cannot both pass.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -126,9 +127,8 @@ struct Purge {
 };
 
 using Operation = std::variant<Setup, AcceptInvitation, CreateSession, DeleteSession,
-                               ChangePassword, TouchSession, CreateInvitation,
-                               CreateConversation, SendMessage, DeleteConversation,
-                               DeleteMessage, Expire, Purge>;
+                               ChangePassword, TouchSession, CreateInvitation, CreateConversation,
+                               SendMessage, DeleteConversation, DeleteMessage, Expire, Purge>;
 
 }  // namespace quire::storage::op
 
@@ -137,8 +137,17 @@ namespace quire::storage {
 // One operation of a batch and, after Store::Apply, its outcome.
 struct Write {
   op::Operation op;
-  Status status;             // out: this operation's own result
+  Status status;              // out: this operation's own result
   std::int64_t last_seq = 0;  // out: highest sequence it emitted, 0 if none
 };
+
+// Gives every write of `batch` the outcome `status` and no sequence: how a
+// backend starts a batch, and how it reports a batch that failed as a whole.
+inline void SetOutcomes(std::span<Write> batch, const Status& status) {
+  for (Write& w : batch) {
+    w.status = status;
+    w.last_seq = 0;
+  }
+}
 
 }  // namespace quire::storage

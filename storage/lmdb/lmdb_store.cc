@@ -1,4 +1,5 @@
 #include "storage/lmdb/lmdb_store.h"
+#include "storage/commit_signal.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -6,9 +7,7 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -885,12 +884,10 @@ class LmdbStore final : public Store {
     return GetOne<MessageRecord>(kMessages, id, "no message " + id, out, &MessageRecord::message);
   }
 
-  std::uint64_t CommitGeneration() override { return generation_.load(); }
+  std::uint64_t CommitGeneration() override { return commits_.generation(); }
 
   std::uint64_t WaitForCommit(std::uint64_t seen, std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lock(generation_mu_);
-    generation_cv_.wait_for(lock, timeout, [&] { return generation_.load() != seen; });
-    return generation_.load();
+    return commits_.Wait(seen, timeout);
   }
 
  private:
@@ -926,13 +923,12 @@ class LmdbStore final : public Store {
   // One attempt at the batch in one write transaction (each write in a nested
   // one); throws what LMDB throws, including map_full_error.
   Status ApplyOnce(std::span<Write> batch) {
+    SetOutcomes(batch, Status::Ok());  // a retry after map growth starts afresh
     Txn parent(lmdb::txn::begin(env_, nullptr, 0));
     Tx parent_tx(parent, dbis_);
     std::int64_t seq = parent_tx.Meta(kLastSeq);
     const std::int64_t first = seq;
     for (Write& w : batch) {
-      w.status = Status::Ok();
-      w.last_seq = 0;
       Txn nested(lmdb::txn::begin(env_, parent, 0));
       Tx tx(nested, dbis_);
       Writer writer(tx, seq);
@@ -975,14 +971,6 @@ class LmdbStore final : public Store {
     });
   }
 
-  void NotifyCommit() {
-    {
-      std::lock_guard<std::mutex> lock(generation_mu_);
-      generation_.fetch_add(1);
-    }
-    generation_cv_.notify_all();
-  }
-
   const std::string dir_;
   const std::string context_;  // starts error messages
   const bool sync_;
@@ -998,16 +986,11 @@ class LmdbStore final : public Store {
   std::mutex turnstile_mu_;
   std::shared_mutex map_mu_;
 
-  std::mutex generation_mu_;
-  std::condition_variable generation_cv_;
-  std::atomic<std::uint64_t> generation_{0};
+  CommitSignal commits_;
 };
 
 Status LmdbStore::Apply(std::span<Write> batch) {
-  for (Write& w : batch) {
-    w.status = Status::Ok();
-    w.last_seq = 0;
-  }
+  SetOutcomes(batch, Status::Ok());
   if (batch.empty()) return Status::Ok();
 
   std::lock_guard<std::mutex> lock(write_mu_);
@@ -1027,13 +1010,10 @@ Status LmdbStore::Apply(std::span<Write> batch) {
     if (!failed.ok()) break;
   }
   if (!failed.ok()) {
-    for (Write& w : batch) {
-      w.status = failed;
-      w.last_seq = 0;
-    }
+    SetOutcomes(batch, failed);
     return failed;
   }
-  NotifyCommit();
+  commits_.Notify();
   return Status::Ok();
 }
 

@@ -1,10 +1,9 @@
 #include "storage/postgres/postgres_store.h"
+#include "storage/commit_signal.h"
 
 #include <pqxx/pqxx>
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -172,11 +171,7 @@ class PostgresStore final : public Store {
       : conninfo_(std::move(conninfo)), pool_(conninfo_, kMaxIdleConnections, PrepareStatements) {}
 
   ~PostgresStore() override {
-    {
-      std::lock_guard<std::mutex> lock(generation_mu_);
-      stopping_ = true;
-    }
-    generation_cv_.notify_all();
+    commits_.Close();  // ends the listener's loop and every WaitForCommit
     if (listener_.joinable()) listener_.join();
   }
 
@@ -275,12 +270,10 @@ class PostgresStore final : public Store {
     return GetOne("message_get", id, "no message " + id, out, MessageFrom);
   }
 
-  std::uint64_t CommitGeneration() override { return generation_.load(); }
+  std::uint64_t CommitGeneration() override { return commits_.generation(); }
 
   std::uint64_t WaitForCommit(std::uint64_t seen, std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lock(generation_mu_);
-    generation_cv_.wait_for(lock, timeout, [&] { return generation_.load() != seen || stopping_; });
-    return generation_.load();
+    return commits_.Wait(seen, timeout);
   }
 
  private:
@@ -297,19 +290,11 @@ class PostgresStore final : public Store {
 
   // ---- Change notification ----
 
-  void NotifyCommit() {
-    {
-      std::lock_guard<std::mutex> lock(generation_mu_);
-      generation_.fetch_add(1);
-    }
-    generation_cv_.notify_all();
-  }
-
   class Receiver final : public pqxx::notification_receiver {
    public:
     Receiver(pqxx::connection& conn, PostgresStore& store)
         : pqxx::notification_receiver(conn, kChannel), store_(store) {}
-    void operator()(const std::string&, int) override { store_.NotifyCommit(); }
+    void operator()(const std::string&, int) override { store_.commits_.Notify(); }
 
    private:
     PostgresStore& store_;
@@ -318,29 +303,20 @@ class PostgresStore final : public Store {
   // The listener thread: LISTEN on its own connection; reconnect when it
   // breaks, waking waiters each time (commits may have been missed).
   void Listen() {
-    while (true) {
-      {
-        std::lock_guard<std::mutex> lock(generation_mu_);
-        if (stopping_) return;
-      }
+    while (!commits_.closed()) {
       bool broken = false;
       Guarded(
           [&] {
             std::unique_ptr<pqxx::connection> conn = postgres::Connect(conninfo_);
             Receiver receiver(*conn, *this);
-            NotifyCommit();
-            while (!Stopping()) conn->await_notification(0, 200000);
+            commits_.Notify();
+            while (!commits_.closed()) conn->await_notification(0, 200000);
             return Status::Ok();
           },
           &broken);
-      std::unique_lock<std::mutex> lock(generation_mu_);
-      generation_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping_; });
+      // A pause before reconnecting; a commit or the close ends it early.
+      commits_.Wait(commits_.generation(), std::chrono::milliseconds(250));
     }
-  }
-
-  bool Stopping() {
-    std::lock_guard<std::mutex> lock(generation_mu_);
-    return stopping_;
   }
 
   // ---- Writes: all inside Apply's transaction, on the savepoint `tx` ----
@@ -573,10 +549,7 @@ class PostgresStore final : public Store {
   std::mutex write_mu_;   // serializes Apply within this process
   std::int64_t seq_ = 0;  // last sequence allocated in the open transaction
 
-  std::mutex generation_mu_;
-  std::condition_variable generation_cv_;
-  std::atomic<std::uint64_t> generation_{0};
-  bool stopping_ = false;  // guarded by generation_mu_
+  CommitSignal commits_;
   std::thread listener_;
 };
 
@@ -598,13 +571,10 @@ Status PostgresStore::Apply(std::span<Write> batch) {
     if (!broken) pool_.Release(std::move(conn));
   }
   if (!failed.ok()) {
-    for (Write& w : batch) {
-      w.status = failed;
-      w.last_seq = 0;
-    }
+    SetOutcomes(batch, failed);
     return failed;
   }
-  NotifyCommit();
+  commits_.Notify();
   return Status::Ok();
 }
 
@@ -615,10 +585,7 @@ Status PostgresStore::Apply(std::span<Write> batch) {
 // write-local SQL error fails that write alone; without, any SQL error
 // escapes and fails the batch (Apply then retries with savepoints).
 Status PostgresStore::ApplyBatch(pqxx::connection& conn, std::span<Write> batch, bool savepoints) {
-  for (Write& w : batch) {
-    w.status = Status::Ok();
-    w.last_seq = 0;
-  }
+  SetOutcomes(batch, Status::Ok());
   pqxx::work tx(conn);
   // The head row lock: held until COMMIT, so no other writer, in any process,
   // takes numbers until this transaction's events are visible.

@@ -1,10 +1,9 @@
 #include "storage/sqlite/sqlite_store.h"
+#include "storage/commit_signal.h"
 
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <exception>
 #include <limits>
 #include <mutex>
@@ -197,12 +196,10 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::uint64_t CommitGeneration() override { return generation_.load(); }
+  std::uint64_t CommitGeneration() override { return commits_.generation(); }
 
   std::uint64_t WaitForCommit(std::uint64_t seen, std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lock(generation_mu_);
-    generation_cv_.wait_for(lock, timeout, [&] { return generation_.load() != seen; });
-    return generation_.load();
+    return commits_.Wait(seen, timeout);
   }
 
  private:
@@ -570,14 +567,6 @@ class SqliteStore final : public Store {
     return Status::Ok();
   }
 
-  void NotifyCommit() {
-    {
-      std::lock_guard<std::mutex> lock(generation_mu_);
-      generation_.fetch_add(1);
-    }
-    generation_cv_.notify_all();
-  }
-
   const std::string path_;
 
   std::mutex write_mu_;         // serializes Apply: one transaction at a time
@@ -587,16 +576,11 @@ class SqliteStore final : public Store {
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Db>> idle_readers_;  // guarded by readers_mu_
 
-  std::mutex generation_mu_;
-  std::condition_variable generation_cv_;
-  std::atomic<std::uint64_t> generation_{0};
+  CommitSignal commits_;
 };
 
 Status SqliteStore::Apply(std::span<Write> batch) {
-  for (Write& w : batch) {
-    w.status = Status::Ok();
-    w.last_seq = 0;
-  }
+  SetOutcomes(batch, Status::Ok());
   if (batch.empty()) return Status::Ok();
 
   std::lock_guard<std::mutex> lock(write_mu_);
@@ -634,13 +618,10 @@ Status SqliteStore::Apply(std::span<Write> batch) {
   });
   if (!failed.ok()) {
     RollbackQuietly(db);
-    for (Write& w : batch) {
-      w.status = failed;
-      w.last_seq = 0;
-    }
+    SetOutcomes(batch, failed);
     return failed;
   }
-  NotifyCommit();
+  commits_.Notify();
   return Status::Ok();
 }
 
