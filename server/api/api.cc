@@ -371,7 +371,7 @@ void Api::Boot(Call& call) {
     for (const storage::Event& event : events) {
       if (!first) page += ',';
       first = false;
-      page += chat::EventJson(event);
+      chat::AppendEventJson(page, event);
       cursor = event.seq;
     }
     const bool last = events.size() < options_.boot_page;

@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <random>
+#include <string>
+#include <vector>
+
 namespace quire::chat {
 namespace {
 
@@ -59,6 +63,60 @@ TEST(EventJson, MessageDeletedNamesItsConversation) {
   EXPECT_EQ(parsed["conversation"], "Cccccccccccccccc");
   EXPECT_FALSE(parsed.contains("body"));
   EXPECT_FALSE(parsed.contains("sender"));
+}
+
+// The renderer escapes strings itself (for speed); it must write exactly
+// what nlohmann::json writes, for every kind of character, and turn bytes
+// that are not UTF-8 into U+FFFD the same way.
+TEST(EventJson, StringsAreEscapedExactlyAsNlohmannJsonDoes) {
+  const std::vector<std::string> pieces = {"a",
+                                           "Z",
+                                           " ",
+                                           "\"",
+                                           "\\",
+                                           "/",
+                                           "\x7f",
+                                           "\x01",
+                                           "\x1f",
+                                           "\b",
+                                           "\f",
+                                           "\n",
+                                           "\r",
+                                           "\t",
+                                           "é",
+                                           "€",
+                                           "😀",
+                                           "\u2028",
+                                           "\xc3",
+                                           "\xe2\x82",
+                                           "\xff",
+                                           "\xc0\xaf",
+                                           "\xed\xa0\x80",
+                                           "\xf4\x90\x80\x80",
+                                           "eight or more plain bytes"};
+  std::mt19937 random(20261201);
+  for (int round = 0; round < 2000; ++round) {
+    std::string text;
+    const int length = static_cast<int>(random() % 40);
+    for (int i = 0; i < length; ++i) text += pieces[random() % pieces.size()];
+    Event e{7,           EventKind::kConversationCreated, kAt, "Caaaaaaaaaaaaaaa", "", "", text,
+            std::nullopt};
+    const std::string expected =
+        "{\"type\":\"conversation\",\"event\":\"created\",\"at\":\"2025-06-19T15:14:40.431627Z\","
+        "\"id\":\"Caaaaaaaaaaaaaaa\",\"name\":" +
+        nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "}";
+    ASSERT_EQ(EventJson(e), expected) << "round " << round;
+  }
+}
+
+TEST(EventJson, AppendsAfterWhatIsThere) {
+  Event e{1, EventKind::kUserCreated, kAt, "Uaaaaaaaaaaaaaaa", "", "", "x", std::nullopt};
+  std::string out = "[";
+  AppendEventJson(out, e);
+  EXPECT_EQ(out, "[" + EventJson(e));
+  std::string frames = "x";
+  AppendEventFrame(frames, e);
+  EXPECT_EQ(frames, "x" + EventFrame(e));
 }
 
 TEST(EventFrame, IsAnSseEventWithIdAndNoEventLine) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <string>
 
 namespace quire::chat {
 namespace {
@@ -26,6 +27,12 @@ TEST(FormatTimestampTest, ClampsToFourDigitYears) {
   EXPECT_EQ(FormatTimestamp(std::numeric_limits<Micros>::min()), "0000-01-01T00:00:00.000000Z");
   EXPECT_EQ(FormatTimestamp(-62167219200000000), "0000-01-01T00:00:00.000000Z");
   EXPECT_EQ(FormatTimestamp(253402300799999999), "9999-12-31T23:59:59.999999Z");
+}
+
+TEST(FormatTimestampTest, AppendKeepsWhatIsThere) {
+  std::string out = "at ";
+  AppendTimestamp(out, 1750346080431627);
+  EXPECT_EQ(out, "at 2025-06-19T15:14:40.431627Z");
 }
 
 TEST(ParseDurationTest, Units) {

@@ -10,7 +10,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::shared_ptr<const std::string> EventChunk(const storage::Event& event) {
+http::ChunkPtr EventChunk(const storage::Event& event) {
   return http::MakeChunk(chat::EventFrame(event));
 }
 
@@ -146,7 +146,7 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     offsets.clear();
     for (const storage::Event& event : events) {
       offsets.push_back(frames.size());
-      frames += chat::EventFrame(event);
+      chat::AppendEventFrame(frames, event);
     }
     const auto whole_page = http::MakeChunk(frames);
     std::lock_guard<std::mutex> lock(mu_);
@@ -179,7 +179,7 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
   return storage::Status::Ok();
 }
 
-bool EventHub::Deliver(Subscriber& sub, const std::shared_ptr<const std::string>& chunk) {
+bool EventHub::Deliver(Subscriber& sub, const http::ChunkPtr& chunk) {
   if (sub.stream->PendingBytes() > options_.max_pending_bytes) {
     sub.stream->End();  // too slow: it reconnects with Last-Event-ID and loses nothing
     return false;

@@ -78,12 +78,12 @@ class EventHub final : public chat::SessionObserver {
   storage::Status PublishNew(const storage::Head& head);
   void SendHeartbeats(std::chrono::steady_clock::time_point now);
   // Queues `chunk` on the subscriber; ends it when it is gone or too slow.
-  bool Deliver(Subscriber& sub, const std::shared_ptr<const std::string>& chunk);
+  bool Deliver(Subscriber& sub, const http::ChunkPtr& chunk);
   void EndWhere(const std::function<bool(const Subscriber&)>& predicate);
 
   storage::Store& store_;
   const HubOptions options_;
-  const std::shared_ptr<const std::string> heartbeat_chunk_;
+  const http::ChunkPtr heartbeat_chunk_;
 
   std::mutex mu_;
   std::vector<Subscriber> subscribers_;

@@ -70,9 +70,20 @@ const std::string* Request::Header(const std::string& name) const {
   return it == headers.end() ? nullptr : &it->second;
 }
 
-std::shared_ptr<const std::string> MakeChunk(std::string_view payload) {
+Chunk::Chunk(std::string framed) {
+  const std::size_t size = framed.size();
+  raw_ = std::make_unique<const Pistache::RawBuffer>(std::move(framed), size);
+}
+
+Chunk::~Chunk() = default;
+
+std::string_view Chunk::bytes() const {
+  return raw_->data();
+}
+
+ChunkPtr MakeChunk(std::string_view payload) {
   // A zero-length chunk would end the response; an empty payload is no chunk.
-  if (payload.empty()) return std::make_shared<const std::string>();
+  if (payload.empty()) return ChunkPtr(new Chunk(std::string()));
   char size[32];
   int n = std::snprintf(size, sizeof size, "%zx\r\n", payload.size());
   std::string chunk;
@@ -80,7 +91,7 @@ std::shared_ptr<const std::string> MakeChunk(std::string_view payload) {
   chunk.append(size, static_cast<std::size_t>(n));
   chunk.append(payload);
   chunk.append("\r\n");
-  return std::make_shared<const std::string>(std::move(chunk));
+  return ChunkPtr(new Chunk(std::move(chunk)));
 }
 
 namespace {
@@ -294,8 +305,9 @@ struct Sent {
   std::size_t size = 0;
 };
 
-// Enqueues `bytes` on the peer's transport queue; counts them in `counters`.
-Sent Enqueue(const std::shared_ptr<Peer>& peer, std::string bytes,
+// Enqueues `bytes` on the peer's transport queue (Pistache copies them
+// into it); counts them in `counters`.
+Sent Enqueue(const std::shared_ptr<Peer>& peer, const Pistache::RawBuffer& bytes,
              std::initializer_list<Pending*> counters) {
   Sent sent;
   sent.size = bytes.size();
@@ -303,8 +315,7 @@ Sent Enqueue(const std::shared_ptr<Peer>& peer, std::string bytes,
     if (c) c->Add(sent.size);
   }
   try {
-    std::size_t n = bytes.size();
-    sent.promise.emplace(peer->send(Pistache::RawBuffer(std::move(bytes), n)));
+    sent.promise.emplace(peer->send(bytes));
   } catch (const std::exception& e) {
     Log(std::string("send failed: ") + e.what());
     for (Pending* c : counters) {
@@ -312,6 +323,12 @@ Sent Enqueue(const std::shared_ptr<Peer>& peer, std::string bytes,
     }
   }
   return sent;
+}
+
+Sent Enqueue(const std::shared_ptr<Peer>& peer, std::string bytes,
+             std::initializer_list<Pending*> counters) {
+  const std::size_t n = bytes.size();
+  return Enqueue(peer, Pistache::RawBuffer(std::move(bytes), n), counters);
 }
 
 // Decrements the counters once the reactor wrote the bytes, then runs
@@ -431,8 +448,8 @@ class StreamImpl final : public ResponseStream {
     return true;
   }
 
-  bool Write(std::shared_ptr<const std::string> chunk) override {
-    if (!chunk || chunk->empty()) return !Closed();
+  bool Write(ChunkPtr chunk) override {
+    if (!chunk || chunk->bytes().empty()) return !Closed();
     Sent sent;
     bool lost = false;
     {
@@ -442,7 +459,7 @@ class StreamImpl final : public ResponseStream {
       if (!peer) {
         lost = true;
       } else {
-        sent = Enqueue(peer, *chunk, {pending_.get(), conn_pending_.get()});
+        sent = Enqueue(peer, chunk->raw(), {pending_.get(), conn_pending_.get()});
         lost = !sent.promise;
       }
     }
@@ -538,7 +555,7 @@ class StreamImpl final : public ResponseStream {
 // answered): every call reports it closed.
 class ClosedStream final : public ResponseStream {
  public:
-  bool Write(std::shared_ptr<const std::string>) override { return false; }
+  bool Write(ChunkPtr) override { return false; }
   std::size_t PendingBytes() const override { return 0; }
   bool WaitPendingAtMost(std::size_t, std::chrono::milliseconds) override { return false; }
   void End() override {}

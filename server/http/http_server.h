@@ -27,6 +27,10 @@
 #include <utility>
 #include <vector>
 
+namespace Pistache {
+struct RawBuffer;
+}  // namespace Pistache
+
 namespace quire::http {
 
 struct Request {
@@ -50,6 +54,31 @@ struct Response {
   std::vector<std::string> set_cookies;  // each a full Set-Cookie value
 };
 
+// One chunk of a streamed (chunked) body, framed once by MakeChunk. Writing
+// it to any number of streams shares these bytes: Pistache's write queue
+// makes the only copy per stream. Immutable, so safe to share across threads.
+class Chunk {
+ public:
+  ~Chunk();
+  Chunk(const Chunk&) = delete;
+  Chunk& operator=(const Chunk&) = delete;
+
+  // The bytes on the wire: size line, payload, CRLF. Empty for an empty payload.
+  std::string_view bytes() const;
+  // For the HTTP layer, which hands it to Pistache.
+  const Pistache::RawBuffer& raw() const { return *raw_; }
+
+ private:
+  friend std::shared_ptr<const Chunk> MakeChunk(std::string_view payload);
+  explicit Chunk(std::string framed);
+  std::unique_ptr<const Pistache::RawBuffer> raw_;
+};
+using ChunkPtr = std::shared_ptr<const Chunk>;
+
+// Frames `payload` as one HTTP/1.1 chunk. Build it once and write the same
+// chunk to every stream.
+ChunkPtr MakeChunk(std::string_view payload);
+
 // A chunked response being streamed. Writes are queued and sent by the
 // connection's reactor; they never block.
 class ResponseStream {
@@ -58,7 +87,7 @@ class ResponseStream {
 
   // Queues one chunk built by MakeChunk. Returns false, and sends nothing,
   // once the client has gone or End() was called.
-  virtual bool Write(std::shared_ptr<const std::string> chunk) = 0;
+  virtual bool Write(ChunkPtr chunk) = 0;
 
   // Bytes queued but not yet written to the socket.
   virtual std::size_t PendingBytes() const = 0;
@@ -78,10 +107,6 @@ class ResponseStream {
   // End() is called; at once if that already happened.
   virtual void OnClose(std::function<void()> callback) = 0;
 };
-
-// Frames `payload` as one HTTP/1.1 chunk. Build it once and write the same
-// bytes to every stream.
-std::shared_ptr<const std::string> MakeChunk(std::string_view payload);
 
 // Answers one request, exactly once, from any thread.
 class Responder {

@@ -276,9 +276,9 @@ class HttpServerTest : public ::testing::Test {
 };
 
 TEST(MakeChunkTest, Frames) {
-  EXPECT_EQ(*MakeChunk("hello"), "5\r\nhello\r\n");
-  EXPECT_EQ(*MakeChunk(std::string(26, 'x')), "1a\r\n" + std::string(26, 'x') + "\r\n");
-  EXPECT_EQ(*MakeChunk(""), "");  // never the terminating zero chunk
+  EXPECT_EQ(MakeChunk("hello")->bytes(), "5\r\nhello\r\n");
+  EXPECT_EQ(MakeChunk(std::string(26, 'x'))->bytes(), "1a\r\n" + std::string(26, 'x') + "\r\n");
+  EXPECT_EQ(MakeChunk("")->bytes(), "");  // never the terminating zero chunk
 }
 
 TEST_F(HttpServerTest, JsonRoundTripDecodesPathQueryHeadersCookies) {
@@ -604,7 +604,7 @@ TEST_F(HttpServerTest, PendingBytesGrowForAClientThatDoesNotRead) {
   auto start = Clock::now();
   EXPECT_FALSE(stream->WaitPendingAtMost(0, 300ms));
   EXPECT_GE(Clock::now() - start, 290ms);
-  EXPECT_TRUE(stream->WaitPendingAtMost(pending + chunk->size(), 10ms));
+  EXPECT_TRUE(stream->WaitPendingAtMost(pending + chunk->bytes().size(), 10ms));
 
   // Reading drains it.
   std::thread reader(
