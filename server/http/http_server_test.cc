@@ -528,6 +528,47 @@ TEST_F(HttpServerTest, StreamFromWorkerInOrderUnderLoadThenConnectionReused) {
   EXPECT_EQ(nlohmann::json::parse(body)["path"], "/after");
 }
 
+// Chunks written faster than a slow client reads queue up behind each other;
+// they must still arrive whole, in order, with the final chunk last, and a
+// request pipelined meanwhile must be answered only after it.
+TEST_F(HttpServerTest, ChunksQueuedBehindASlowClientArriveInOrderThenTheConnectionIsReused) {
+  StartServer();
+  RawClient c(server_->port(), /*rcvbuf=*/4096);
+  c.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = box_.Take();
+  ASSERT_TRUE(stream);
+  constexpr int kChunks = 3000;  // ~3 MiB: far beyond what the sockets hold
+  const std::string pad(1000, 'p');
+  for (int i = 0; i < kChunks; ++i) {
+    ASSERT_TRUE(stream->Write(MakeChunk(std::to_string(i) + pad)));
+  }
+  stream->End();
+  // The next request is pipelined behind the stream on the same connection.
+  c.Send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+
+  ASSERT_TRUE(c.ReadUntil(
+      [](const std::string& b) { return b.find("\r\n\r\n") != std::string::npos; }, 3000ms));
+  std::string head = c.buf.substr(0, c.buf.find("\r\n\r\n") + 4);
+  c.buf.erase(0, head.size());
+  std::vector<std::string> got;
+  bool final = false;
+  ASSERT_TRUE(c.ReadUntil(
+      [&](const std::string&) {
+        if (final) return true;
+        for (auto& chunk : TakeChunks(&c.buf, &final)) got.push_back(chunk);
+        return final;
+      },
+      10000ms));
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(kChunks));
+  for (int i = 0; i < kChunks; ++i) ASSERT_EQ(got[i], std::to_string(i) + pad) << i;
+  EXPECT_TRUE(stream->WaitPendingAtMost(0, 3000ms) || stream->Closed());
+
+  std::string body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_EQ(nlohmann::json::parse(body)["path"], "/after");
+}
+
 TEST_F(HttpServerTest, ClientDisconnectClosesStream) {
   StartServer();
   auto c = std::make_unique<RawClient>(server_->port());
