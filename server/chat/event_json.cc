@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/chat/names.h"
 #include "server/chat/time_format.h"
 
 namespace quire::chat {
@@ -35,46 +36,6 @@ constexpr std::uint64_t NeedsEscape(std::uint64_t w) {
          HasZeroByte(w ^ (kOnes * '\\'));
 }
 
-// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or
-// code points above U+10FFFF).
-bool IsUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    if (end - p >= 8 && (Load8(reinterpret_cast<const char*>(p)) & kHighBits) == 0) {
-      p += 8;
-      continue;
-    }
-    const unsigned char c = *p;
-    if (c < 0x80) {
-      ++p;
-      continue;
-    }
-    std::size_t n;
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      n = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      n = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (static_cast<std::size_t>(end - p) < n || p[1] < lo || p[1] > hi) return false;
-    for (std::size_t i = 2; i < n; ++i) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-    }
-    p += n;
-  }
-  return true;
-}
-
 // Appends `value` as a JSON string, byte for byte what nlohmann::json's
 // dump(ensure_ascii = false) writes: UTF-8 kept as it is; '"', '\\' and
 // control characters escaped. Boot renders millions of these, and going
@@ -82,7 +43,7 @@ bool IsUtf8(std::string_view s) {
 // of its time. Stored text is valid UTF-8 (input is checked); anything else
 // goes through nlohmann's replacement of bad bytes by U+FFFD.
 void AppendJsonString(std::string& out, std::string_view value) {
-  if (!IsUtf8(value)) {
+  if (!IsValidUtf8(value)) {
     out += nlohmann::json(std::string(value))
                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return;

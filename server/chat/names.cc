@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 namespace quire::chat {
 namespace {
@@ -88,6 +89,16 @@ std::optional<std::string> Map(std::string_view text, int options) {
 bool IsValidUtf8(std::string_view bytes) {
   std::size_t pos = 0;
   while (pos < bytes.size()) {
+    // Runs of ASCII eight bytes at a time: boot checks every stored string
+    // it renders, hundreds of megabytes of mostly ASCII text.
+    std::uint64_t word;
+    if (bytes.size() - pos >= sizeof word) {
+      std::memcpy(&word, bytes.data() + pos, sizeof word);
+      if ((word & 0x8080808080808080ULL) == 0) {
+        pos += sizeof word;
+        continue;
+      }
+    }
     if (Decode(bytes, &pos) < 0) return false;
   }
   return true;

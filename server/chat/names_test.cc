@@ -24,6 +24,17 @@ TEST(Utf8Test, AcceptsWellFormed) {
   EXPECT_TRUE(IsValidUtf8(std::string("a\0b", 3)));      // NUL is a scalar value
 }
 
+// Long ASCII runs are skipped eight bytes at a time: a bad byte must be
+// found at every offset around them, and good text across them accepted.
+TEST(Utf8Test, LongAsciiRunsAroundOtherBytes) {
+  for (std::size_t at = 0; at <= 20; ++at) {
+    std::string text(20, 'a');
+    EXPECT_TRUE(IsValidUtf8(text.substr(0, at) + "\xC3\xA9" + text)) << at;
+    EXPECT_FALSE(IsValidUtf8(text.substr(0, at) + "\xFF" + text)) << at;
+    EXPECT_FALSE(IsValidUtf8(text.substr(0, at) + "\xE2\x82" + text)) << at;  // cut short
+  }
+}
+
 TEST(Utf8Test, RejectsMalformed) {
   EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));          // overlong '/'
   EXPECT_FALSE(IsValidUtf8("\xC1\xBF"));          // overlong
