@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 
 #include "server/api/api.h"
 #include "server/chat/chat_service.h"
 #include "server/chat/committer.h"
 #include "server/chat/secrets.h"
+#include "server/client_assets/asset_server.h"
 #include "server/config.h"
 #include "server/fanout/event_hub.h"
 #include "server/http/http_server.h"
@@ -22,6 +24,12 @@
 #include "storage/sqlite/sqlite_store.h"
 
 namespace {
+
+// "/api" and everything under "/api/" is the API; every other path is the
+// browser client.
+bool IsApiPath(std::string_view path) {
+  return path == "/api" || path.substr(0, 5) == "/api/";
+}
 
 // Runs the retention sweep every `interval` until stopped.
 class RetentionLoop {
@@ -95,10 +103,16 @@ int Serve(const quire::ServeConfig& config) {
   http_options.port = static_cast<std::uint16_t>(config.port);
   http_options.reactor_threads = config.threads;
   http_options.worker_threads = std::max(8, 4 * config.threads);
-  http::HttpServer server(http_options,
-                          [&api](const http::Request& request, http::Responder& responder) {
-                            api.Handle(request, responder);
-                          });
+  const client_assets::AssetServer assets;
+
+  http::HttpServer server(
+      http_options, [&api, &assets](const http::Request& request, http::Responder& responder) {
+        if (IsApiPath(request.path)) {
+          api.Handle(request, responder);
+        } else {
+          assets.Handle(request, responder);
+        }
+      });
   std::string error;
   if (!server.Start(&error)) {
     std::fprintf(stderr, "quire: %s\n", error.c_str());

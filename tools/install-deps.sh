@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Quire needs to build and test (bookworm).
+# Installs the Debian packages Quire needs to build and test (bookworm),
+# Chromium and Node for the browser tests among them.
 # Idempotent: when everything is present it is a single dpkg-query and exits.
 # Works as root, or through sudo when not root.
 set -euo pipefail
@@ -9,7 +10,17 @@ PACKAGES=(
   libpistache-dev libsqlite3-dev libpqxx-dev postgresql-15
   liblmdb++-dev liblmdb-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   libsodium-dev libutf8proc-dev libcli11-dev libcurl4-openssl-dev ca-certificates
+  chromium
 )
+# The browser tests (tests/browser) also need node and npm. A node or npm
+# already on PATH is used as it is (NodeSource's nodejs, say, which bundles npm
+# and which Debian's npm would conflict with); otherwise Debian's (Node 18).
+if ! command -v node >/dev/null 2>&1; then
+  PACKAGES+=(nodejs)
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(npm)
+fi
 
 # Packages of PACKAGES that are not fully installed.
 missing_packages() {

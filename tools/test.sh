@@ -2,9 +2,12 @@
 # Usage: tools/test.sh
 # Installs missing dependencies, builds into build/ and runs every test with
 # ctest (unit tests, storage conformance suite and its self-test, API tests on
-# each backend); installs that build into build/install and builds and runs
-# the out-of-tree example backend (examples/memory_backend) against it; then
+# each backend, browser tests of the client); installs that build into
+# build/install and builds and runs the out-of-tree example backend
+# (examples/memory_backend) against it; then
 # builds and runs the tests again with AddressSanitizer + UBSan in build-asan/.
+# Before building it runs `npm ci` in tests/browser (playwright-core for the
+# browser tests, which drive /usr/bin/chromium).
 # Environment:
 #   QUIRE_SKIP_SANITIZE=1    skip the sanitizer pass
 #   QUIRE_TEST_DATABASES     ;-list of backends for the API tests (default: every
@@ -19,6 +22,15 @@ JOBS=${QUIRE_JOBS:-2}
 SECONDS=0
 
 "${ROOT}/tools/install-deps.sh"
+
+# --- Browser test dependencies ---------------------------------------------------
+# playwright-core, exactly as tests/browser/package-lock.json pins it, from the
+# npm registry. The browser tests never skip, so an unreachable registry fails here.
+echo "test.sh: npm ci in tests/browser"
+if ! (cd "${ROOT}/tests/browser" && npm ci --no-audit --no-fund --loglevel=error); then
+  echo "test.sh: FAILED: npm ci in tests/browser (is the npm registry reachable?); the browser tests need playwright-core" >&2
+  exit 1
+fi
 
 # --- Backends the API tests run against -------------------------------------
 # sqlite is always built. A further backend counts as declared once its folder

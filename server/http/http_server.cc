@@ -971,6 +971,13 @@ class ResponderImpl final : public Responder {
       }
       out += "Set-Cookie: " + cookie + "\r\n";
     }
+    for (const auto& [name, value] : response.headers) {
+      if (name.empty() || HasCrLf(name) || HasCrLf(value)) {
+        Log("dropped a response header with CR/LF or no name");
+        continue;
+      }
+      out += name + ": " + value + "\r\n";
+    }
     out += keep_alive_ ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
     if (!no_body && !head_only_) out += response.body;
 

@@ -52,6 +52,9 @@ struct Response {
   std::string body;  // empty for 204
   std::string content_type = "application/json";
   std::vector<std::string> set_cookies;  // each a full Set-Cookie value
+  // Further header lines, (name, value), written as given after the above. A
+  // 304 keeps them (its ETag, Cache-Control, ...) but has no body.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // One chunk of a streamed (chunked) body, framed once by MakeChunk. Writing

@@ -234,7 +234,7 @@ class HttpServerTest : public ::testing::Test {
     if (req.path == "/throw") throw std::runtime_error("secret database detail");
     if (req.path == "/silent") return;
     if (req.path == "/nocontent") {
-      res.Send(Response{204, "", "application/json", {}});
+      res.Send(Response{204, "", "application/json", {}, {}});
       return;
     }
     if (req.path == "/login") {
@@ -244,14 +244,27 @@ class HttpServerTest : public ::testing::Test {
       res.Send(std::move(r));
       return;
     }
+    if (req.path == "/headers" || req.path == "/not-modified") {
+      Response r;
+      r.status = req.path == "/headers" ? 200 : 304;
+      r.content_type = "text/plain";
+      r.body = "body";  // never sent with a 304
+      r.headers = {{"ETag", "\"abc\""},
+                   {"X-Bad", "a\r\nInjected: 1"},
+                   {"X-Bad\nName", "b"},
+                   {"", "no name"},
+                   {"Cache-Control", "no-cache"}};
+      res.Send(std::move(r));
+      return;
+    }
     if (req.path == "/slow") {
       std::this_thread::sleep_for(50ms);
-      res.Send(Response{200, R"({"slow":true})", "application/json", {}});
+      res.Send(Response{200, R"({"slow":true})", "application/json", {}, {}});
       return;
     }
     if (req.path == "/slower") {
       std::this_thread::sleep_for(300ms);
-      res.Send(Response{200, R"({"slower":true})", "application/json", {}});
+      res.Send(Response{200, R"({"slower":true})", "application/json", {}, {}});
       return;
     }
     if (req.path == "/events") {
@@ -268,7 +281,7 @@ class HttpServerTest : public ::testing::Test {
     j["body"] = req.body;
     const std::string* ct = req.Header("content-type");
     j["has_ct"] = ct != nullptr;
-    res.Send(Response{200, j.dump(), "application/json", {}});
+    res.Send(Response{200, j.dump(), "application/json", {}, {}});
   }
 
   std::unique_ptr<HttpServer> server_;
@@ -350,6 +363,37 @@ TEST_F(HttpServerTest, NoContentHasNoBody) {
   EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
   EXPECT_EQ(head.find("Content-Type"), std::string::npos) << head;
   // The next bytes on the connection are the next response, not a body.
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_EQ(nlohmann::json::parse(body)["path"], "/x");
+}
+
+TEST_F(HttpServerTest, ExtraHeadersAreWrittenAndCrLfOnesDropped) {
+  StartServer();
+  RawClient c(server_->port());
+  // A 304 on a kept-alive connection: headers, no body, then the next response.
+  c.Send(
+      "GET /headers HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /not-modified HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head, body;
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("\r\nETag: \"abc\"\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nCache-Control: no-cache\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nContent-Type: text/plain\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("X-Bad"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Injected"), std::string::npos) << head;
+  EXPECT_EQ(head.find("no name"), std::string::npos) << head;
+  EXPECT_EQ(body, "body");
+
+  ASSERT_TRUE(c.ReadResponse(&head, &body));
+  EXPECT_EQ(head.rfind("HTTP/1.1 304 Not Modified\r\n", 0), 0u) << head;
+  EXPECT_NE(head.find("\r\nETag: \"abc\"\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nCache-Control: no-cache\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Content-Type"), std::string::npos) << head;
+  EXPECT_EQ(body, "");
   ASSERT_TRUE(c.ReadResponse(&head, &body));
   EXPECT_EQ(head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << head;
   EXPECT_EQ(nlohmann::json::parse(body)["path"], "/x");
