@@ -175,6 +175,35 @@ test('a stream silent for twice the heartbeat is closed and reopened, and contin
   noErrors(bob.problems);
 });
 
+test('a resume point purged while offline (410) leads to a fresh boot, not a stale view', async () => {
+  // Messages expire 6 s after they are sent and leave history 1 s later.
+  await server.stop();
+  server = await startServer({ heartbeat: 1, args: ['--message-ttl', '6s', '--purge-after', '1s'] });
+  const { alice, bob } = await aliceAndBob();
+  await send(bob.page, 'soon gone');
+  await expectMessages(alice.page, ['soon gone']);
+  let boots = 0;
+  alice.page.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/api/boot') boots += 1;
+  });
+  // alice goes offline for the stream: her connection breaks and cannot come back.
+  await alice.page.route('**/api/events*', (route) => route.abort());
+  await server.kill('SIGKILL');
+  await server.restart();
+  await eventually(async () => (await alice.page.locator('.status').getAttribute('data-state')) !== 'live',
+    'alice to lose her stream');
+  // Meanwhile the message expires and is purged: her resume point is gone.
+  await expectMessages(bob.page, [], 20000);
+  await bob.page.waitForTimeout(1500);  // past --purge-after
+  await alice.page.unroute('**/api/events*');
+  await eventually(async () => boots > 0, 'alice to boot again after the 410', 20000);
+  await waitLive(alice.page);
+  await expectMessages(alice.page, []);
+  await send(bob.page, 'after the purge');
+  await expectMessages(alice.page, ['after the purge']);
+  noErrors(alice.problems);
+});
+
 test('deleting a message and a conversation shows live in the other browser; a conversation with messages is refused in a sentence', async () => {
   const { alice, bob } = await aliceAndBob();
   await send(bob.page, 'keep me');
