@@ -269,6 +269,9 @@ export class ChatView {
   }
 
   buildPane(conversation) {
+    // A fresh boot rebuilds the pane: what was typed stays.
+    const draft = this.paneView && this.paneView.conversationId === conversation.id ?
+        this.paneView.input.value : '';
     this.paneFor = conversation.id;
     this.messageItems.clear();
     const title = h('h1', {id: 'conversation-title'});
@@ -294,7 +297,9 @@ export class ChatView {
         h('button', {type: 'button', class: 'quiet danger', 'aria-label': 'Delete conversation',
           onclick: () => this.deleteConversation(conversation.id, deleteError)}, 'Delete'),
         deleteError);
-    this.paneView = {title, messages, pending, scroller, earlier, empty, input, sendError, fresh: true};
+    input.value = draft;
+    this.paneView = {conversationId: conversation.id, title, messages, pending, scroller, earlier, empty,
+      input, sendError, fresh: true};
     this.pane.replaceChildren(header, scroller, composer);
     if (!matchMedia('(pointer: coarse)').matches) input.focus();
   }

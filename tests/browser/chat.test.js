@@ -264,6 +264,34 @@ test('logging out in one tab shows the login screen in the other; a password cha
   noErrors(alice.problems);
 });
 
+test('a message of someone else arriving while the tab is hidden shows a notification, once allowed', async () => {
+  const { alice, bob } = await aliceAndBob();
+  await alice.context.grantPermissions(['notifications'], { origin: server.url });
+  // Record what would be shown, by the service worker or the page itself,
+  // and let the page believe it is hidden.
+  await alice.page.evaluate(() => {
+    window.__shown = [];
+    const record = (title, options) => window.__shown.push({ title, body: options && options.body });
+    ServiceWorkerRegistration.prototype.showNotification = function (title, options) {
+      record(title, options);
+      return Promise.resolve();
+    };
+    window.Notification = class extends window.Notification {
+      constructor(title, options) {
+        record(title, options);
+        super(title, options);
+      }
+    };
+    Object.defineProperty(document, 'visibilityState', { get: () => 'hidden', configurable: true });
+  });
+  await send(alice.page, 'my own: no notification');
+  await send(bob.page, 'are you there?');
+  await eventually(() => alice.page.evaluate(() => window.__shown.length > 0), 'a notification');
+  await alice.page.waitForTimeout(200);
+  assert.deepEqual(await alice.page.evaluate(() => window.__shown),
+    [{ title: 'bob in general', body: 'are you there?' }]);
+});
+
 test('the keyboard alone logs in, opens a conversation and sends; Shift+Enter makes a new line', async () => {
   const { alice } = await aliceAndBob();
   await createConversation(alice.page, 'random');
