@@ -119,6 +119,12 @@ int Serve(const quire::ServeConfig& config) {
     return 1;
   }
   RetentionLoop retention(service, std::chrono::microseconds(service.RetentionInterval()));
+  // The backend that serves, named by the scheme the registry opened it by.
+  // On stderr, so stdout stays the one listening line; printed only once
+  // everything started, so a failure to start stays one line on stderr. The
+  // API tests check it against the backend they are meant to test.
+  std::fprintf(stderr, "quire: storage %s (%s)\n", storage::UrlScheme(config.database_url).c_str(),
+               storage::RedactedUrl(config.database_url).c_str());
   std::printf("quire listening on http://%s:%u\n", config.address.c_str(), server.port());
   std::fflush(stdout);
 

@@ -13,7 +13,12 @@
 #   QUIRE_TEST_DATABASES     ;-list of backends for the API tests (default: every
 #                            backend this source tree builds, see below)
 #   QUIRE_JOBS               parallel build and test jobs (default 2)
-# The last line is "summary: N passed, N failed" (ctest tests of both passes).
+# ctest runs with --no-tests=error. A skipped test is not a pass: the skips of
+# every pass are compared with tools/expected-skips.txt (tools/check-skips.sh),
+# and a skip not listed there, or a listed test that did not skip, fails the
+# run with a line "skips: <pass>: <test> ..." naming it.
+# The last line is "summary: N passed, N failed, N skipped" (ctest tests of
+# every pass: plain, example, sanitizer; problems with skips count as failed).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,26 +68,22 @@ if [[ ";${DB_LIST};" == *";postgres;"* ]]; then
 fi
 echo "test.sh: API tests run against: ${DB_LIST}"
 
-TOTAL_PASSED=0
-TOTAL_FAILED=0
+TOTAL_FAILED=0  # failures beyond ctest's own counts (a pass that did not run or finish)
 FAILED_PASSES=()
+PASS_LOGS=()  # NAME=LOG of every ctest run, for tools/check-skips.sh
 
-# run_ctest NAME BUILD_DIR: runs ctest, adds its counts to the totals.
+# run_ctest NAME BUILD_DIR: runs ctest and keeps its log for the counts.
 run_ctest() {
-  local name=$1 dir=$2 log rc line total failed
+  local name=$1 dir=$2 log rc
   log=${dir}/ctest-output.log
   set +e
-  ctest --test-dir "${dir}" --output-on-failure -j "${JOBS}" --timeout 600 2>&1 | tee "${log}"
+  ctest --test-dir "${dir}" --output-on-failure --no-tests=error -j "${JOBS}" --timeout 600 2>&1 |
+    tee "${log}"
   rc=${PIPESTATUS[0]}
   set -e
-  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "${log}" | tail -n 1 || true)
-  if [[ ${line} =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
-    failed=${BASH_REMATCH[1]}
-    total=${BASH_REMATCH[2]}
-    TOTAL_PASSED=$((TOTAL_PASSED + total - failed))
-    TOTAL_FAILED=$((TOTAL_FAILED + failed))
-  elif [[ ${rc} -ne 0 ]]; then
-    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  PASS_LOGS+=("${name}=${log}")
+  if [[ ${rc} -ne 0 ]] && ! grep -qE '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "${log}"; then
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))  # ctest stopped before its summary (or found no tests)
   fi
   if [[ ${rc} -ne 0 ]]; then
     FAILED_PASSES+=("${name}")
@@ -122,10 +123,30 @@ else
     run_ctest sanitizer "${ROOT}/build-asan"
 fi
 
+# --- Counts, and the skips against tools/expected-skips.txt ----------------------
+set +e
+SKIPS_OUTPUT=$("${ROOT}/tools/check-skips.sh" "${ROOT}/tools/expected-skips.txt" "${PASS_LOGS[@]}")
+SKIPS_RC=$?
+set -e
+echo "${SKIPS_OUTPUT}"
+if [[ $(tail -n 1 <<<"${SKIPS_OUTPUT}") =~ ^skips:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
+  TOTAL_PASSED=${BASH_REMATCH[1]}
+  TOTAL_FAILED=$((TOTAL_FAILED + BASH_REMATCH[2]))
+  TOTAL_SKIPPED=${BASH_REMATCH[3]}
+else
+  TOTAL_PASSED=0
+  TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  TOTAL_SKIPPED=0
+fi
+if [[ ${SKIPS_RC} -ne 0 ]]; then
+  FAILED_PASSES+=("skips (tools/expected-skips.txt)")
+fi
+SUMMARY="summary: ${TOTAL_PASSED} passed, ${TOTAL_FAILED} failed, ${TOTAL_SKIPPED} skipped"
+
 if [[ ${#FAILED_PASSES[@]} -gt 0 ]]; then
   echo "test.sh: FAILED in ${FAILED_PASSES[*]} after ${SECONDS}s"
-  echo "summary: ${TOTAL_PASSED} passed, ${TOTAL_FAILED} failed"
+  echo "${SUMMARY}"
   exit 1
 fi
 echo "test.sh: all passes green after ${SECONDS}s"
-echo "summary: ${TOTAL_PASSED} passed, ${TOTAL_FAILED} failed"
+echo "${SUMMARY}"

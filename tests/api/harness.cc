@@ -241,8 +241,48 @@ std::string QuireBin() {
 
 std::string Backend() {
   const char* b = std::getenv("QUIRE_TEST_BACKEND");
-  return b && *b ? b : "sqlite";
+  return b ? b : "";
 }
+
+std::string StorageBackend(const std::string& stderr_text) {
+  static const std::string kPrefix = "quire: storage ";
+  std::size_t at = stderr_text.rfind("\n" + kPrefix);
+  if (at != std::string::npos) {
+    ++at;
+  } else if (stderr_text.rfind(kPrefix, 0) == 0) {
+    at = 0;
+  } else {
+    return "";
+  }
+  at += kPrefix.size();
+  const std::string scheme = stderr_text.substr(at, stderr_text.find_first_of(" \n", at) - at);
+  return scheme == "postgresql" ? "postgres" : scheme;
+}
+
+namespace {
+
+// No backend, no test: without a known QUIRE_TEST_BACKEND every test fails
+// with one message, before its fixture runs (a fixture that skips on other
+// backends would otherwise skip), rather than run on some default backend.
+// ctest sets it per test (the root CMakeLists.txt). A fatal failure in
+// OnTestStart keeps gtest from running the test at all.
+class BackendGuard : public ::testing::EmptyTestEventListener {
+ public:
+  void OnTestStart(const ::testing::TestInfo&) override {
+    const std::string backend = Backend();
+    if (backend == "sqlite" || backend == "lmdb" || backend == "postgres") return;
+    GTEST_FAIL() << "QUIRE_TEST_BACKEND is "
+                 << (std::getenv("QUIRE_TEST_BACKEND") ? "'" + backend + "'" : "unset")
+                 << ": set it to sqlite, lmdb or postgres (ctest sets it from the test name "
+                    "api/<backend>/...); no API test runs without it";
+  }
+};
+[[maybe_unused]] const bool backend_guard_installed = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new BackendGuard);
+  return true;
+}();
+
+}  // namespace
 
 TempDir::TempDir() {
   const char* tmp = std::getenv("TMPDIR");
@@ -334,7 +374,17 @@ std::string QuireProcess::stderr_text() const {
   auto deadline = std::chrono::steady_clock::now() + 20s;
   while (true) {
     std::string text = ReadFile(out);
-    if (ParseListening(text, &base_url_, &host_, &port_)) return ::testing::AssertionSuccess();
+    if (ParseListening(text, &base_url_, &host_, &port_)) {
+      // The server says which backend it opened (on stderr, before the
+      // listening line): it must be the one this test is named for.
+      const std::string served = StorageBackend(ReadFile(err));
+      if (served == Backend()) return ::testing::AssertionSuccess();
+      Kill();
+      return ::testing::AssertionFailure()
+             << "quire serves on storage '" << served << "' but this test is for '" << Backend()
+             << "' (QUIRE_TEST_BACKEND); expected a stderr line 'quire: storage " << Backend()
+             << " (URL)'\nstderr: " << Clip(ReadFile(err));
+    }
     if (auto st = WaitFor(pid_, 0ms)) {
       pid_ = -1;
       return ::testing::AssertionFailure()

@@ -3,7 +3,10 @@
 //
 // Environment:
 //   QUIRE_BIN           the quire binary (default: `quire` beside this test binary)
-//   QUIRE_TEST_BACKEND  sqlite (default), lmdb or postgres
+//   QUIRE_TEST_BACKEND  sqlite, lmdb or postgres; required (ctest sets it from the
+//                       test name api/<backend>/...): without it every test
+//                       fails, and a server that reports another backend fails
+//                       its test (QuireProcess::Start)
 //   QUIRE_TEST_POSTGRES_URL  for postgres: a server the tests may create databases on
 #pragma once
 
@@ -35,7 +38,11 @@ using namespace std::chrono_literals;
 // Environment and temporary storage
 
 std::string QuireBin();
+// QUIRE_TEST_BACKEND ("" when unset).
 std::string Backend();
+// The backend a server names in its stderr line "quire: storage SCHEME (URL)",
+// with "postgresql" given as "postgres"; "" when there is no such line.
+std::string StorageBackend(const std::string& stderr_text);
 
 // A fresh folder under $TMPDIR (or /tmp), deleted with everything in it.
 class TempDir {
@@ -91,7 +98,8 @@ class QuireProcess {
   QuireProcess(const QuireProcess&) = delete;
   QuireProcess& operator=(const QuireProcess&) = delete;
 
-  // Starts the server and waits (20 s at most) for "quire listening on http://ADDR:PORT".
+  // Starts the server and waits (20 s at most) for "quire listening on http://ADDR:PORT";
+  // fails (and kills it) unless its stderr names the storage of Backend().
   ::testing::AssertionResult Start();
   // SIGTERM, then waits up to `timeout` for exit code 0.
   ::testing::AssertionResult Stop(std::chrono::milliseconds timeout = 5s);
