@@ -22,8 +22,10 @@ quire::conformance::BackendUnderTest Broken(Fault fault) {
 
 }  // namespace
 
-QUIRE_INSTANTIATE_STORE_CONFORMANCE(Broken, Broken(Fault::kNone), Broken(Fault::kOutOfCommitOrder),
-                                    Broken(Fault::kDropAtResumeBoundary),
-                                    Broken(Fault::kReuseAfterReopen),
-                                    Broken(Fault::kNonAtomicUniqueness),
-                                    Broken(Fault::kReadsBlockWriters));
+QUIRE_INSTANTIATE_STORE_CONFORMANCE(
+    Broken, Broken(Fault::kNone), Broken(Fault::kOutOfCommitOrder),
+    Broken(Fault::kDropAtResumeBoundary), Broken(Fault::kReuseAfterReopen),
+    Broken(Fault::kNonAtomicUniqueness), Broken(Fault::kReadsBlockWriters),
+    Broken(Fault::kProcessLocalCommitLock), Broken(Fault::kAcknowledgeBeforeDurable),
+    Broken(Fault::kDeleteKeepsContent), Broken(Fault::kPurgeLowersHorizon),
+    Broken(Fault::kPasswordChangeKeepsSessions), Broken(Fault::kKeyRepeatedInBatch));

@@ -1,10 +1,17 @@
 #include "conformance_tests/broken_store.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <cstdlib>
+#include <deque>
 #include <map>
 #include <mutex>
+#include <new>
 #include <set>
 #include <thread>
 #include <utility>
@@ -33,21 +40,96 @@ std::string FaultName(Fault fault) {
       return "NonAtomicUniqueness";
     case Fault::kReadsBlockWriters:
       return "ReadsBlockWriters";
+    case Fault::kProcessLocalCommitLock:
+      return "ProcessLocalCommitLock";
+    case Fault::kAcknowledgeBeforeDurable:
+      return "AcknowledgeBeforeDurable";
+    case Fault::kDeleteKeepsContent:
+      return "DeleteKeepsContent";
+    case Fault::kPurgeLowersHorizon:
+      return "PurgeLowersHorizon";
+    case Fault::kPasswordChangeKeepsSessions:
+      return "PasswordChangeKeepsSessions";
+    case Fault::kKeyRepeatedInBatch:
+      return "KeyRepeatedInBatch";
   }
   return "Unknown";
 }
 
 namespace {
 
+// State of the faults that only show across processes, in memory shared by
+// the test program and every process it forks (the suite's writer processes).
+struct SharedState {
+  // kProcessLocalCommitLock: sequences lo..hi are not yet visible to readers
+  // of any process until `until` (steady clock, ns; -1 while being filled).
+  struct Invisible {
+    std::atomic<std::int64_t> lo{0};
+    std::atomic<std::int64_t> hi{0};
+    std::atomic<std::int64_t> until{0};
+  };
+  Invisible invisible[64];
+  // kAcknowledgeBeforeDurable: the highest sequence written out, as a file
+  // that outlives a killed writer would keep it.
+  std::atomic<std::int64_t> flushed_through{0};
+};
+static_assert(std::atomic<std::int64_t>::is_always_lock_free);
+
+SharedState* MapSharedState() {
+  void* memory =
+      mmap(nullptr, sizeof(SharedState), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) std::abort();
+  return new (memory) SharedState;
+}
+
+// Mapped before main, so that every forked process shares it.
+SharedState* const shared = MapSharedState();
+const pid_t test_program = getpid();
+
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// kProcessLocalCommitLock: the first sequence of the invisible range that
+// holds `seq`, or 0 when `seq` is visible.
+std::int64_t InvisibleFrom(std::int64_t seq) {
+  const std::int64_t now = NowNs();
+  for (const SharedState::Invisible& slot : shared->invisible) {
+    if (slot.until.load() <= now) continue;
+    const std::int64_t lo = slot.lo.load();
+    if (lo <= seq && seq <= slot.hi.load()) return lo;
+  }
+  return 0;
+}
+
+void RaiseTo(std::atomic<std::int64_t>& value, std::int64_t to) {
+  std::int64_t now = value.load();
+  while (now < to && !value.compare_exchange_weak(now, to)) {
+  }
+}
+
 class BrokenStore : public Store {
  public:
   BrokenStore(std::unique_ptr<Store> inner, Fault fault) : inner_(std::move(inner)), fault_(fault) {
     if (fault_ == Fault::kReuseAfterReopen) ForgetPurgedHead();
+    if (fault_ == Fault::kAcknowledgeBeforeDurable) LoseUnflushedTail();
+  }
+
+  ~BrokenStore() override {
+    // kAcknowledgeBeforeDurable: a clean close writes the queue out.
+    Head head;
+    if (fault_ == Fault::kAcknowledgeBeforeDurable && inner_->GetHead(&head).ok()) {
+      RaiseTo(shared->flushed_through, head.last_seq);
+    }
   }
 
   storage::Capabilities capabilities() const override {
     storage::Capabilities caps = inner_->capabilities();
-    if (fault_ == Fault::kNone) caps.multi_process_writers = true;
+    if (fault_ == Fault::kNone || fault_ == Fault::kProcessLocalCommitLock) {
+      caps.multi_process_writers = true;
+    }
     return caps;
   }
 
@@ -68,6 +150,18 @@ class BrokenStore : public Store {
         std::lock_guard<std::mutex> lock(engine_mu_);
         return inner_->Apply(batch);
       }
+      case Fault::kProcessLocalCommitLock:
+        return ApplyUnderProcessLock(batch);
+      case Fault::kAcknowledgeBeforeDurable:
+        return ApplyWriteBehind(batch);
+      case Fault::kDeleteKeepsContent:
+        return ApplyRememberingContent(batch);
+      case Fault::kPurgeLowersHorizon:
+        return ApplyOverwritingHorizon(batch);
+      case Fault::kPasswordChangeKeepsSessions:
+        return ApplyKeepingSessions(batch);
+      case Fault::kKeyRepeatedInBatch:
+        return ApplyWithKeysOfCommittedOnly(batch);
       case Fault::kNone:
       case Fault::kDropAtResumeBoundary:
         break;
@@ -80,6 +174,14 @@ class BrokenStore : public Store {
     if (s.ok() && fault_ == Fault::kReuseAfterReopen) {
       out->last_seq = Presented(out->last_seq);
       out->purged_through = Presented(out->purged_through);
+    }
+    if (s.ok() && fault_ == Fault::kProcessLocalCommitLock) {
+      // The head is the highest committed sequence: not one still in flight.
+      while (const std::int64_t lo = InvisibleFrom(out->last_seq)) out->last_seq = lo - 1;
+    }
+    if (s.ok() && fault_ == Fault::kPurgeLowersHorizon) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (horizon_ >= 0) out->purged_through = horizon_;
     }
     return s;
   }
@@ -113,8 +215,19 @@ class BrokenStore : public Store {
         std::lock_guard<std::mutex> lock(engine_mu_);
         return inner_->ReadEvents(after, upto, limit, out);
       }
+      case Fault::kProcessLocalCommitLock:
+        return ReadEventsExcept(after, upto, limit, out,
+                                [](std::int64_t seq) { return InvisibleFrom(seq) > 0; });
+      case Fault::kAcknowledgeBeforeDurable:
+        return ReadEventsExcept(after, upto, limit, out, [this](std::int64_t seq) {
+          return lost_after_ < seq && seq <= lost_through_;
+        });
       case Fault::kNone:
       case Fault::kNonAtomicUniqueness:
+      case Fault::kDeleteKeepsContent:
+      case Fault::kPurgeLowersHorizon:
+      case Fault::kPasswordChangeKeepsSessions:
+      case Fault::kKeyRepeatedInBatch:
         break;
     }
     return inner_->ReadEvents(after, upto, limit, out);
@@ -134,10 +247,20 @@ class BrokenStore : public Store {
     return inner_->GetInvitation(id, out);
   }
   Status GetConversation(const std::string& id, storage::Conversation* out) override {
-    return inner_->GetConversation(id, out);
+    const Status s = inner_->GetConversation(id, out);
+    if (s.ok() && fault_ == Fault::kDeleteKeepsContent && out->deleted_at) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = content_.find(id); it != content_.end()) out->name = it->second;
+    }
+    return s;
   }
   Status GetMessage(const std::string& id, storage::Message* out) override {
-    return inner_->GetMessage(id, out);
+    const Status s = inner_->GetMessage(id, out);
+    if (s.ok() && fault_ == Fault::kDeleteKeepsContent && out->deleted_at) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = content_.find(id); it != content_.end()) out->body = it->second;
+    }
+    return s;
   }
   std::uint64_t CommitGeneration() override { return inner_->CommitGeneration(); }
   std::uint64_t WaitForCommit(std::uint64_t seen, std::chrono::milliseconds timeout) override {
@@ -216,6 +339,200 @@ class BrokenStore : public Store {
     return s;
   }
 
+  // Reads like ReadEvents, leaving out the events `hide` names, and reads on
+  // until `limit` events are kept or the range ends.
+  template <typename Hide>
+  Status ReadEventsExcept(std::int64_t after, std::int64_t upto, std::size_t limit,
+                          std::vector<Event>* out, Hide hide) {
+    std::size_t kept = 0;
+    while (kept < limit) {
+      const std::size_t wanted = limit - kept;
+      std::vector<Event> got;
+      const Status s = inner_->ReadEvents(after, upto, wanted, &got);
+      if (!s.ok()) return s;
+      for (Event& e : got) {
+        after = e.seq;
+        if (hide(e.seq)) continue;
+        out->push_back(std::move(e));
+        ++kept;
+      }
+      if (got.size() < wanted) break;
+    }
+    return Status::Ok();
+  }
+
+  // kProcessLocalCommitLock: one write at a time per process; every third
+  // batch is invisible, to every process, from before its commit until 20 ms
+  // after it (as if its commit came that long after its insert took the
+  // numbers). The mutex is held meanwhile, so no other thread of this process
+  // commits a higher sequence before it is visible; other processes do. Only
+  // writer processes forked by the suite are slowed down so: in one process
+  // the window is harmless, and would only lengthen every other test.
+  Status ApplyUnderProcessLock(std::span<Write> batch) {
+    std::lock_guard<std::mutex> lock(commit_mu_);
+    Head head;
+    SharedState::Invisible* slot = nullptr;
+    if (getpid() != test_program && calls_.fetch_add(1) % 3 == 0 && inner_->GetHead(&head).ok()) {
+      // Until the numbers are known: everything above the head.
+      slot = ClaimInvisible(head.last_seq + 1, INT64_MAX, std::chrono::milliseconds(200));
+    }
+    const Status s = inner_->Apply(batch);
+    if (slot == nullptr) return s;
+    std::int64_t lo = INT64_MAX, hi = 0;
+    for (const Write& w : batch) {
+      if (w.last_seq > 0) {
+        lo = std::min(lo, w.last_seq);
+        hi = std::max(hi, w.last_seq);
+      }
+    }
+    if (hi == 0) {
+      slot->until.store(0);
+      return s;
+    }
+    constexpr auto kWindow = std::chrono::milliseconds(20);
+    slot->lo.store(lo);
+    slot->hi.store(hi);
+    slot->until.store(NowNs() + std::chrono::nanoseconds(kWindow).count());
+    std::this_thread::sleep_for(kWindow);  // until the batch is visible
+    return s;
+  }
+
+  // Makes lo..hi invisible for `how_long`; nullptr when every slot is taken.
+  static SharedState::Invisible* ClaimInvisible(std::int64_t lo, std::int64_t hi,
+                                                std::chrono::nanoseconds how_long) {
+    const std::int64_t now = NowNs();
+    for (SharedState::Invisible& slot : shared->invisible) {
+      std::int64_t until = slot.until.load();
+      if (until < 0 || until > now || !slot.until.compare_exchange_strong(until, -1)) continue;
+      slot.lo.store(lo);
+      slot.hi.store(hi);
+      slot.until.store(now + how_long.count());
+      return &slot;
+    }
+    return nullptr;
+  }
+
+  // kAcknowledgeBeforeDurable: every batch is committed at once (so that it
+  // has its sequences), but counts as written out only three batches later.
+  Status ApplyWriteBehind(std::span<Write> batch) {
+    const Status s = inner_->Apply(batch);
+    std::int64_t highest = 0;
+    for (const Write& w : batch) highest = std::max(highest, w.last_seq);
+    if (highest == 0) return s;
+    std::lock_guard<std::mutex> lock(mu_);
+    write_behind_.push_back(highest);
+    if (write_behind_.size() > 3) {
+      RaiseTo(shared->flushed_through, write_behind_.front());
+      write_behind_.pop_front();
+    }
+    return s;
+  }
+
+  // kAcknowledgeBeforeDurable, on open: what the last writer committed after
+  // its last write-out is lost (hidden from reads) unless it closed cleanly.
+  void LoseUnflushedTail() {
+    Head head;
+    if (!inner_->GetHead(&head).ok()) return;
+    const std::int64_t flushed = shared->flushed_through.load();
+    if (head.last_seq > 0 && flushed < head.last_seq) {
+      lost_after_ = flushed;
+      lost_through_ = head.last_seq;
+    }
+    shared->flushed_through.store(head.last_seq);  // a new database starts at 0
+  }
+
+  // kDeleteKeepsContent: remembers what each message and conversation said,
+  // for the reads of the records after they are deleted.
+  Status ApplyRememberingContent(std::span<Write> batch) {
+    const Status s = inner_->Apply(batch);
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Write& w : batch) {
+      if (!w.status.ok()) continue;
+      if (const auto* send = std::get_if<op::SendMessage>(&w.op); send && !send->replayed) {
+        content_[send->message.id] = send->message.body;
+      } else if (const auto* create = std::get_if<op::CreateConversation>(&w.op)) {
+        content_[create->conversation.id] = create->conversation.name;
+      }
+    }
+    return s;
+  }
+
+  // kPurgeLowersHorizon: after a purge the head reports the highest sequence
+  // that purge removed, or 0.
+  Status ApplyOverwritingHorizon(std::span<Write> batch) {
+    const Status s = inner_->Apply(batch);
+    for (const Write& w : batch) {
+      const auto* purge = std::get_if<op::Purge>(&w.op);
+      if (purge == nullptr || !w.status.ok()) continue;
+      Head head;
+      if (!inner_->GetHead(&head).ok()) continue;
+      std::lock_guard<std::mutex> lock(mu_);
+      horizon_ = purge->purged_events > 0 ? head.purged_through : 0;
+    }
+    return s;
+  }
+
+  // kPasswordChangeKeepsSessions: the sessions a password change revoked are
+  // put back right after it.
+  Status ApplyKeepingSessions(std::span<Write> batch) {
+    std::vector<storage::Session> kept;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const Write& w : batch) {
+        const auto* change = std::get_if<op::ChangePassword>(&w.op);
+        if (change == nullptr) continue;
+        for (const auto& [token_hash, user_id] : session_users_) {
+          storage::Session session;
+          if (user_id == change->user_id && inner_->FindSession(token_hash, &session).ok()) {
+            kept.push_back(session);
+          }
+        }
+      }
+    }
+    const Status s = inner_->Apply(batch);
+    std::vector<Write> restore;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Write& w : batch) {
+      if (!w.status.ok()) continue;
+      if (const auto* setup = std::get_if<op::Setup>(&w.op)) {
+        session_users_[setup->session.token_hash] = setup->session.user_id;
+      } else if (const auto* accept = std::get_if<op::AcceptInvitation>(&w.op)) {
+        session_users_[accept->session.token_hash] = accept->session.user_id;
+      } else if (const auto* create = std::get_if<op::CreateSession>(&w.op)) {
+        session_users_[create->session.token_hash] = create->session.user_id;
+      } else if (const auto* change = std::get_if<op::ChangePassword>(&w.op)) {
+        session_users_[change->session.token_hash] = change->session.user_id;
+        for (const storage::Session& session : kept) {
+          if (session.user_id == change->user_id) {
+            restore.push_back(Write{op::CreateSession{session}, Status::Ok(), 0});
+          }
+        }
+      }
+    }
+    if (!restore.empty()) inner_->Apply(restore);
+    return s;
+  }
+
+  // kKeyRepeatedInBatch: a key already used earlier in the batch is not
+  // found (it is not committed yet), so that write goes in as a new message.
+  Status ApplyWithKeysOfCommittedOnly(std::span<Write> batch) {
+    std::set<std::pair<std::string, std::string>> keys;
+    std::vector<std::pair<std::size_t, std::string>> unseen;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto* send = std::get_if<op::SendMessage>(&batch[i].op);
+      if (send == nullptr || send->idempotency_key.empty()) continue;
+      if (!keys.emplace(send->message.sender, send->idempotency_key).second) {
+        unseen.emplace_back(i, std::move(send->idempotency_key));
+        send->idempotency_key.clear();
+      }
+    }
+    const Status s = inner_->Apply(batch);
+    for (auto& [i, key] : unseen) {
+      std::get<op::SendMessage>(batch[i].op).idempotency_key = std::move(key);
+    }
+    return s;
+  }
+
   // kReuseAfterReopen: present sequences as if the store had restarted its
   // counter at the highest retained event.
   void ForgetPurgedHead() {
@@ -240,12 +557,19 @@ class BrokenStore : public Store {
   const Fault fault_;
 
   std::mutex mu_;
-  std::mutex engine_mu_;                 // kReadsBlockWriters
-  std::set<std::int64_t> invisible_;     // kOutOfCommitOrder
-  std::set<std::string> live_names_;     // kNonAtomicUniqueness
-  std::atomic<std::uint64_t> calls_{0};  // kOutOfCommitOrder
-  std::int64_t boundary_ = 0;            // kReuseAfterReopen
-  std::int64_t offset_ = 0;              // kReuseAfterReopen
+  std::mutex engine_mu_;                              // kReadsBlockWriters
+  std::mutex commit_mu_;                              // kProcessLocalCommitLock
+  std::set<std::int64_t> invisible_;                  // kOutOfCommitOrder
+  std::set<std::string> live_names_;                  // kNonAtomicUniqueness
+  std::atomic<std::uint64_t> calls_{0};               // kOutOfCommitOrder, kProcessLocalCommitLock
+  std::int64_t boundary_ = 0;                         // kReuseAfterReopen
+  std::int64_t offset_ = 0;                           // kReuseAfterReopen
+  std::deque<std::int64_t> write_behind_;             // kAcknowledgeBeforeDurable
+  std::int64_t lost_after_ = 0;                       // kAcknowledgeBeforeDurable
+  std::int64_t lost_through_ = 0;                     // kAcknowledgeBeforeDurable
+  std::map<std::string, std::string> content_;        // kDeleteKeepsContent: id → text
+  std::int64_t horizon_ = -1;                         // kPurgeLowersHorizon; -1: as stored
+  std::map<std::string, std::string> session_users_;  // kPasswordChangeKeepsSessions
 };
 
 }  // namespace

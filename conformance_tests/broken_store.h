@@ -29,11 +29,38 @@ enum class Fault {
   // so numbers of purged events are handed out again. Breaks rule 2.
   kReuseAfterReopen,
   // Conversation names are checked for uniqueness outside the write
-  // transaction (check, then act), so two racing creators both win.
+  // transaction (check, then act), so two racing creators both win. (The
+  // wrapper's set of taken names never frees a deleted conversation's name,
+  // so property 7 fails too.)
   kNonAtomicUniqueness,
   // Reads and writes share one lock, so a long read stalls every writer.
   // Breaks property 11.
   kReadsBlockWriters,
+  // A sequence is taken at insert and becomes visible at commit (the
+  // bigserial trap), and the backend serializes "take a number and commit"
+  // with a mutex of its own process: threads of one process are in order,
+  // but a write of one process can still become visible after a higher
+  // sequence of another. Declares multi_process_writers. Breaks rule 1 across
+  // processes only (property 2, several processes).
+  kProcessLocalCommitLock,
+  // Apply acknowledges a batch once it is in a write-behind queue that is
+  // written out three batches later (and on close): a SIGKILL loses the last
+  // acknowledged batches. Breaks rule 3 (property 5).
+  kAcknowledgeBeforeDurable,
+  // A soft delete: deletion sets deleted_at and blanks the event, but the
+  // message and conversation records keep their text, which GetMessage and
+  // GetConversation still return. Breaks property 7.
+  kDeleteKeepsContent,
+  // Each purge overwrites the purge horizon with the highest sequence it
+  // removed, 0 when it removed none, instead of raising it: a stale resume
+  // point is no longer refused. Breaks property 8 (and rule 2).
+  kPurgeLowersHorizon,
+  // A password change sets the new hash and session but leaves the user's
+  // other sessions valid. Breaks property 9.
+  kPasswordChangeKeepsSessions,
+  // Idempotency keys are looked up among committed writes only, so a key
+  // repeated within one batch gives two messages. Breaks property 10.
+  kKeyRepeatedInBatch,
 };
 
 // A name for test listings: "None", "OutOfCommitOrder", …

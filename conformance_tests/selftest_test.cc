@@ -74,17 +74,15 @@ std::string ResultOf(const SuiteRun& run, const std::string& property) {
 std::string Listing(const SuiteRun& run) {
   std::string text = "exit " + std::to_string(run.exit_code) + "\n";
   for (const auto& [name, result] : run.results) text += "  " + name + ": " + result + "\n";
-  return text + "--- output ---\n" + run.output.substr(0, 20000);
-}
-
-TEST(ConformanceSelfTest, ControlWithoutFaultPassesEveryProperty) {
-  const SuiteRun run = RunSuiteAgainst("None");
-  EXPECT_EQ(run.exit_code, 0) << Listing(run);
-  ASSERT_GE(run.results.size(), 12u) << Listing(run);
-  for (const auto& [name, result] : run.results) {
-    // P04/P05 need a reopen; the control has one. Nothing may be skipped.
-    EXPECT_EQ(result, "passed") << name << "\n" << Listing(run);
+  // The suite's output with GoogleTest's skip marker defused: ctest (the
+  // SKIP_REGULAR_EXPRESSION of gtest_discover_tests) reports a test whose
+  // output holds it as skipped, which would turn a failing self-test green.
+  std::string output = run.output.substr(0, 20000);
+  const std::string marker = "[  SKIPPED ]";
+  for (std::size_t at = 0; (at = output.find(marker, at)) != std::string::npos;) {
+    output.replace(at, marker.size(), "[  skipped ]");
   }
+  return text + "--- output ---\n" + output;
 }
 
 // A fault and the properties that must catch it (test names start with these).
@@ -97,6 +95,37 @@ void PrintTo(const Catch& c, std::ostream* os) {
   *os << c.fault;
 }
 
+// docs/backend-authors.md, "The suite checks itself", lists the same table.
+const std::vector<Catch> kCatches = {
+    {"OutOfCommitOrder", {"P02_ConcurrentWritersNeverSkipEvents", "P03_"}},
+    {"DropAtResumeBoundary", {"P01_", "P02_ConcurrentWritersNeverSkipEvents", "P03_", "P08_"}},
+    {"ProcessLocalCommitLock", {"P02_ConcurrentProcessesNeverSkipEvents"}},
+    {"ReuseAfterReopen", {"P04_"}},
+    {"AcknowledgeBeforeDurable", {"P05_"}},
+    {"NonAtomicUniqueness", {"P06_", "P07_"}},
+    {"DeleteKeepsContent", {"P07_"}},
+    {"PurgeLowersHorizon", {"P08_"}},
+    {"PasswordChangeKeepsSessions", {"P09_"}},
+    {"KeyRepeatedInBatch", {"P10_"}},
+    {"ReadsBlockWriters", {"P11_"}},
+};
+
+TEST(ConformanceSelfTest, ControlWithoutFaultPassesEveryProperty) {
+  const SuiteRun run = RunSuiteAgainst("None");
+  EXPECT_EQ(run.exit_code, 0) << Listing(run);
+  ASSERT_GE(run.results.size(), 12u) << Listing(run);
+  for (const auto& [name, result] : run.results) {
+    // P04/P05 need a reopen; the control has one. Nothing may be skipped.
+    EXPECT_EQ(result, "passed") << name << "\n" << Listing(run);
+    // A property belongs in the suite only with a fault that it catches.
+    bool caught = false;
+    for (const Catch& c : kCatches) {
+      for (const std::string& property : c.caught_by) caught |= name.starts_with(property);
+    }
+    EXPECT_TRUE(caught) << name << " catches none of the faults";
+  }
+}
+
 class ConformanceSelfTestCatches : public ::testing::TestWithParam<Catch> {};
 
 TEST_P(ConformanceSelfTestCatches, TheFault) {
@@ -107,12 +136,9 @@ TEST_P(ConformanceSelfTestCatches, TheFault) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Faults, ConformanceSelfTestCatches,
-    ::testing::Values(Catch{"OutOfCommitOrder", {"P02_ConcurrentWritersNeverSkipEvents"}},
-                      Catch{"DropAtResumeBoundary", {"P01_", "P03_"}},
-                      Catch{"ReuseAfterReopen", {"P04_"}}, Catch{"NonAtomicUniqueness", {"P06_"}},
-                      Catch{"ReadsBlockWriters", {"P11_"}}),
-    [](const ::testing::TestParamInfo<Catch>& info) { return info.param.fault; });
+INSTANTIATE_TEST_SUITE_P(Faults, ConformanceSelfTestCatches, ::testing::ValuesIn(kCatches),
+                         [](const ::testing::TestParamInfo<Catch>& info) {
+                           return info.param.fault;
+                         });
 
 }  // namespace
