@@ -193,6 +193,7 @@ TEST_F(ChatServiceTest, RetentionExpiresThenPurges) {
   ASSERT_TRUE(store_->GetMessage(young_message.id, &m).ok());
   EXPECT_FALSE(m.deleted_at.has_value());
   auto history = History();
+  ASSERT_FALSE(history.empty());
   ASSERT_EQ(history.back().kind, EventKind::kMessageDeleted);
   EXPECT_EQ(history.back().id, old_message.id);
 

@@ -1,5 +1,7 @@
 // Boot and the event stream: shape, replay, live delivery, resume points,
 // Last-Event-ID, heartbeats, and streams ending on logout and password change.
+#include <fstream>
+
 #include "tests/api/harness.h"
 
 namespace quire::apitest {
@@ -132,12 +134,19 @@ TEST_F(BootStreamTest, ReplayMatchesBoot) {
   EXPECT_EQ(Data(events), Tail(boot["events"], 0));
   for (const auto& e : events) EXPECT_FALSE(e.had_event_field);
 
-  // From the middle: only what came after.
+  // From the middle: only what came after. A marker committed afterwards
+  // arrives after everything the stream had to replay, so nothing more came.
+  ASSERT_GE(events.size(), 3u);
   std::int64_t mid = *events[2].id;
   auto from_mid = OpenStream(owner, mid);
   ASSERT_TRUE(from_mid->WaitForEvents(n - 3, 5s));
-  std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(Data(from_mid->events()), Tail(boot["events"], 3));
+  std::string marker = CreateConversation(owner, "marker");
+  ASSERT_TRUE(from_mid->WaitForEvents(n - 2, 5s));
+  auto got = Data(from_mid->events());
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(EventKey(got.back()), "conversation created " + marker);
+  got.pop_back();
+  EXPECT_EQ(got, Tail(boot["events"], 3));
 }
 
 TEST_F(BootStreamTest, LiveEventsReachEveryStreamOnceInOrder) {
@@ -160,9 +169,14 @@ TEST_F(BootStreamTest, LiveEventsReachEveryStreamOnceInOrder) {
   for (auto* s : {alice_stream.get(), bob_stream.get()}) {
     ASSERT_TRUE(s->WaitForEvents(11, 5s));
   }
-  std::this_thread::sleep_for(300ms);  // nothing more may come
+  // Nothing more may come: a marker committed afterwards is the next event.
+  std::string marker = CreateConversation(bob, "marker");
   for (auto* s : {alice_stream.get(), bob_stream.get()}) {
+    ASSERT_TRUE(s->WaitForEvents(12, 5s));
     auto events = s->events();
+    ASSERT_EQ(events.size(), 12u);
+    EXPECT_EQ(EventKey(events.back().data), "conversation created " + marker);
+    events.pop_back();
     EXPECT_EQ(Data(events), want);
     EXPECT_TRUE(IdsIncreaseFrom(events, r));
     EXPECT_EQ(*events.back().id, ResumePoint(final_boot));
@@ -176,21 +190,30 @@ TEST_F(BootStreamTest, LastEventIdTakesPrecedence) {
   std::string b = CreateConversation(owner, "b");
   auto probe = OpenStream(owner, r0);
   ASSERT_TRUE(probe->WaitForEvents(2, 5s));
+  ASSERT_EQ(probe->events().size(), 2u);
   std::int64_t seq_a = *probe->events()[0].id;
   std::int64_t seq_b = *probe->events()[1].id;
   probe->Close();
 
+  // Each stream must start with b: b, then the markers committed so far, then
+  // a new marker (committed once b has arrived) show that nothing else came.
+  std::vector<std::string> after_b;
   auto expect_only_b = [&](StreamOptions o, const char* what) {
     o.token = owner.token();
     EventStream s(server().base_url(), o);
     ASSERT_TRUE(s.WaitForHeaders()) << what;
     EXPECT_EQ(s.status(), 200) << what << ": " << s.body();
-    ASSERT_TRUE(s.WaitForEvents(1, 5s)) << what;
-    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(s.WaitForEvents(1 + after_b.size(), 5s)) << what;
+    after_b.push_back("conversation created " +
+                      CreateConversation(owner, "marker " + std::to_string(after_b.size())));
+    ASSERT_TRUE(s.WaitForEvents(1 + after_b.size(), 5s)) << what;
     auto events = s.events();
-    ASSERT_EQ(events.size(), 1u) << what;
+    ASSERT_EQ(events.size(), 1 + after_b.size()) << what;
     EXPECT_EQ(*events[0].id, seq_b) << what;
     EXPECT_EQ(EventKey(events[0].data), "conversation created " + b) << what;
+    std::vector<std::string> rest = EventKeys(events);
+    rest.erase(rest.begin());
+    EXPECT_EQ(rest, after_b) << what;
   };
   StreamOptions o;
   o.query = "resume_point=0";
@@ -203,7 +226,8 @@ TEST_F(BootStreamTest, LastEventIdTakesPrecedence) {
   expect_only_b(o, "empty Last-Event-ID is ignored");
 
   for (const std::string& bad : std::vector<std::string>{
-           "abc", "1.5", "-1", "0x1", std::to_string(seq_b + 1), "99999999999999999999999"}) {
+           "abc", "1.5", "-1", "0x1", std::to_string(ResumePoint(Boot(owner)) + 1),
+           "99999999999999999999999"}) {
     Response r = GetEvents(owner, "?resume_point=0", {{"Last-Event-ID", bad}});
     EXPECT_TRUE(IsJsonError(r, 400)) << "Last-Event-ID: " << bad;
   }
@@ -283,6 +307,139 @@ TEST_F(BootStreamTest, PasswordChangeEndsOlderStreams) {
   EXPECT_TRUE(fresh->WaitForEvents(1, 5s));
   EXPECT_TRUE(s3->WaitForEvents(1, 5s));
   EXPECT_FALSE(s3->ended());
+}
+
+// Boot is streamed in pages of 2,048 events (docs/decisions.md). A history
+// of more than one page, with tombstones on both sides of the page boundary,
+// boots to exactly what a stream from 0 delivers.
+TEST_F(BootStreamTest, BootOfMoreThanOnePageEqualsTheStreamsHistory) {
+  constexpr int kWriters = 4;
+  constexpr int kPerWriter = 525;  // 2,100 messages: 2,102 events before the deletions
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "many");
+  std::vector<Client> writers;
+  for (int w = 0; w < kWriters; ++w) writers.push_back(NewClient());
+  for (Client& w : writers) w.set_token(owner.token());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kPerWriter; ++i) {
+        Response r =
+            writers[w].post("/api/conversations/" + conv,
+                            {{"body", "w" + std::to_string(w) + " #" + std::to_string(i)}});
+        if (r.status != 202) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  const Json full = Boot(owner)["events"];
+  ASSERT_EQ(full.size(), 2u + kWriters * kPerWriter);
+  // Tombstones at the last event of the first page and the first of the second.
+  for (std::size_t at : {2046u, 2047u, 2048u}) {
+    ASSERT_EQ(Str(full[at], "type"), "message") << at;
+    ASSERT_TRUE(HasStatus(owner.del("/api/messages/" + Str(full[at], "id")), 202)) << at;
+  }
+
+  Response r = owner.get("/api/boot");
+  ASSERT_TRUE(HasStatus(r, 200));
+  EXPECT_EQ(r.header("content-length"), "") << "boot is streamed in pages";
+  const Json boot = r.json();
+  ASSERT_TRUE(boot.is_object() && boot["events"].is_array()) << r.body.substr(0, 200);
+  const Json& events = boot["events"];
+  ASSERT_EQ(events.size(), 2u + kWriters * kPerWriter + 3);
+  for (std::size_t at : {2046u, 2047u, 2048u}) {
+    EXPECT_EQ(events[at]["body"], "") << at;
+    EXPECT_TRUE(IsTimestamp(events[at]["deleted_at"])) << at;
+  }
+  const std::vector<std::string> keys = EventKeys(events);
+  EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()).size(), keys.size()) << "duplicates";
+
+  auto from_zero = OpenStream(owner, 0);
+  ASSERT_TRUE(from_zero->WaitForEvents(events.size(), 60s))
+      << "the stream has " << from_zero->event_count() << " of " << events.size();
+  const std::vector<SseEvent> streamed = from_zero->events();
+  ASSERT_EQ(streamed.size(), events.size());
+  EXPECT_TRUE(IdsIncreaseFrom(streamed, 0));
+  EXPECT_EQ(*streamed.back().id, ResumePoint(boot));
+  for (std::size_t i = 0; i < streamed.size(); ++i) {
+    ASSERT_EQ(streamed[i].data, events[i]) << "event " << i << " of " << events.size();
+  }
+}
+
+// Largest send buffer the kernel grants a socket, in bytes.
+std::size_t MaxSendBuffer() {
+  std::ifstream in("/proc/sys/net/ipv4/tcp_wmem");
+  std::size_t min = 0, def = 0, max = 0;
+  if (in >> min >> def >> max) return max;
+  return 4 << 20;
+}
+
+// docs/api: the server ends a stream whose client reads too slowly (over
+// 1 MiB queued). A client that never reads while many events are sent has
+// its stream ended; what it got before the end is exactly the start of the
+// history, and its reconnect with Last-Event-ID delivers the rest. A client
+// that reads is unaffected and the server keeps answering.
+TEST_F(BootStreamTest, AStreamThatIsNotReadIsEndedAndNothingElseSuffers) {
+  Client owner = Setup();
+  Client bob = Invite(owner, "bob");
+  std::string conv = CreateConversation(owner, "flood");
+  const std::int64_t r0 = ResumePoint(Boot(owner));
+  auto reader = OpenStream(bob, r0);
+  ASSERT_TRUE(reader->WaitForHeaders());
+  StreamOptions o;
+  o.token = owner.token();
+  o.query = "resume_point=" + std::to_string(r0);
+  o.start_paused = true;
+  EventStream idle(server().base_url(), o);
+  ASSERT_TRUE(idle.WaitForHeaders());
+  ASSERT_EQ(idle.status(), 200);
+
+  // More than the kernel's socket buffers hold, and 1 MiB more than that.
+  const std::string body = Repeat("x", 8192);
+  const std::size_t count = (MaxSendBuffer() + (2u << 20)) / 8300 + 1;
+  for (std::size_t i = 0; i < count; ++i) {
+    ASSERT_TRUE(HasStatus(owner.post("/api/conversations/" + conv, {{"body", body}}), 202))
+        << "message " << i << " (a stream that is not read must not block writers)";
+  }
+  ASSERT_TRUE(reader->WaitForEvents(count, 60s))
+      << "the reading client has " << reader->event_count() << " of " << count;
+  const std::vector<SseEvent> history = reader->events();
+  ASSERT_EQ(history.size(), count);
+  EXPECT_FALSE(reader->ended()) << "a client that reads was ended";
+  Client other = NewClient();
+  other.set_token(bob.token());
+  other.set_timeout(5s);
+  EXPECT_TRUE(HasStatus(other.get("/api/boot"), 200)) << "the server stays responsive";
+
+  idle.Resume();
+  ASSERT_TRUE(WaitUntil([&] { return idle.ended() || idle.event_count() >= count; }, 60s))
+      << "the stream neither ended nor delivered its events; it has " << idle.event_count();
+  ASSERT_TRUE(idle.WaitForEnd(5s)) << "the stream that was not read was not ended; it delivered "
+                                   << idle.event_count() << " of " << count;
+  const std::vector<SseEvent> got = idle.events();
+  EXPECT_LT(got.size(), count) << "all " << count << " events stayed queued for it";
+  ASSERT_LE(got.size(), count);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].id, history[i].id) << "event " << i;
+    ASSERT_EQ(got[i].data, history[i].data) << "event " << i;
+  }
+
+  // The reconnect from the last id it got delivers the rest, nothing lost.
+  StreamOptions again = o;
+  again.start_paused = false;
+  again.last_event_id = std::to_string(got.empty() ? r0 : *got.back().id);
+  EventStream rest(server().base_url(), again);
+  ASSERT_TRUE(rest.WaitForEvents(count - got.size(), 60s))
+      << "the reconnect delivered " << rest.event_count() << " of " << count - got.size();
+  std::vector<SseEvent> joined = got;
+  for (const SseEvent& e : rest.events()) joined.push_back(e);
+  EXPECT_EQ(EventKeys(joined), EventKeys(history));
+  // The reading client still gets new events.
+  std::string later = CreateConversation(owner, "later");
+  ASSERT_TRUE(reader->WaitForEvents(count + 1, 10s));
+  EXPECT_EQ(EventKey(reader->events().back().data), "conversation created " + later);
 }
 
 class HeartbeatTest : public ApiTest {

@@ -55,8 +55,9 @@ TEST_F(ConversationsTest, ConversationNamesAreNfc) {
   Response r = owner.post("/api/conversations", {{"name", "Re\u0301sume\u0301"}});
   ASSERT_TRUE(HasStatus(r, 202));
   EXPECT_EQ(r.json()["name"], "R\u00e9sum\u00e9");
-  EXPECT_EQ(FindEvents(Boot(owner)["events"], "conversation", "created")[0]["name"],
-            "R\u00e9sum\u00e9");
+  auto created = FindEvents(Boot(owner)["events"], "conversation", "created");
+  ASSERT_EQ(created.size(), 1u);
+  EXPECT_EQ(created[0]["name"], "R\u00e9sum\u00e9");
   EXPECT_TRUE(IsJsonError(owner.post("/api/conversations", {{"name", "r\u00e9sum\u00e9"}}), 409));
 }
 
@@ -105,7 +106,9 @@ TEST_F(ConversationsTest, MessageBodiesAreNfc) {
   std::string conv = CreateConversation(owner, "general");
   Json m = SendMessage(owner, conv, "Cafe\u0301 \u212b");
   EXPECT_EQ(m["body"], "Caf\u00e9 \u00c5");
-  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent")[0]["body"], "Caf\u00e9 \u00c5");
+  auto sent = FindEvents(Boot(owner)["events"], "message", "sent");
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0]["body"], "Caf\u00e9 \u00c5");
 }
 
 TEST_F(ConversationsTest, MessageBodyLimits) {
@@ -243,7 +246,9 @@ TEST_F(ConversationsTest, DeleteMessageFailures) {
   // Nothing happened.
   Json events = Boot(owner)["events"];
   EXPECT_TRUE(FindEvents(events, "message", "deleted").empty());
-  EXPECT_EQ(FindEvents(events, "message", "sent", id)[0]["body"], "mine");
+  auto sent = FindEvents(events, "message", "sent", id);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0]["body"], "mine");
 }
 
 TEST_F(ConversationsTest, TombstonesForDeletedConversationsWithHistory) {
@@ -299,14 +304,84 @@ TEST_F(ConversationsTest, IdempotencyKeyReplaysTheFirstMessage) {
   EXPECT_EQ(bobs["sender"], Str(Boot(bob)["login"], "id"));
   EXPECT_EQ(SendMessage(bob, conv, "again", key)["id"], bobs["id"]);
 
-  // After the message is deleted the key still replays it, and emits nothing.
+  // After the message is deleted the key still replays it, with an empty
+  // body (deleted text is never served again), and emits nothing.
   ASSERT_TRUE(HasStatus(owner.del("/api/messages/" + id), 202));
-  std::size_t before = Boot(owner)["events"].size();
+  const Json before = Boot(owner)["events"];
   Response replay = owner.post("/api/conversations/" + conv, {{"body", "once"}}, key);
-  EXPECT_TRUE(HasStatus(replay, 202));
-  EXPECT_EQ(replay.json()["id"], id);
-  EXPECT_EQ(Boot(owner)["events"].size(), before);
-  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 4u);
+  ASSERT_TRUE(HasStatus(replay, 202));
+  const Json replayed = replay.json();
+  EXPECT_EQ(Keys(replayed), Keys(first)) << replay.body;
+  EXPECT_EQ(replayed["id"], id);
+  EXPECT_EQ(replayed["conversation"], conv);
+  EXPECT_EQ(replayed["sender"], first["sender"]);
+  EXPECT_EQ(replayed["at"], first["at"]);
+  EXPECT_TRUE(replayed.contains("body") && replayed["body"] == "") << replay.body;
+  EXPECT_EQ(replay.body.find("once"), std::string::npos) << "deleted text served again";
+  const Json after = Boot(owner)["events"];
+  EXPECT_EQ(after, before);
+  EXPECT_EQ(FindEvents(after, "message", "sent").size(), 4u);
+  // History shows the same: an empty body and the deletion time.
+  auto tombstone = FindEvents(after, "message", "sent", id);
+  ASSERT_EQ(tombstone.size(), 1u);
+  EXPECT_EQ(tombstone[0]["body"], "");
+  EXPECT_TRUE(IsTimestamp(tombstone[0]["deleted_at"])) << tombstone[0].dump();
+  auto deletion = FindEvents(after, "message", "deleted", id);
+  ASSERT_EQ(deletion.size(), 1u);
+  EXPECT_EQ(tombstone[0]["deleted_at"], deletion[0]["at"]);
+}
+
+// docs/decisions.md: an Idempotency-Key is at most 255 bytes (400 otherwise,
+// and nothing is sent); an empty header means no key.
+TEST_F(ConversationsTest, IdempotencyKeyLimits) {
+  Client owner = Setup();
+  std::string conv = CreateConversation(owner, "general");
+  const Json before = Boot(owner)["events"];
+  for (const std::string& key : {Repeat("k", 256), Repeat("k", 1000), Repeat("\u00e9", 128)}) {
+    Response r = owner.post("/api/conversations/" + conv, {{"body", "too long a key"}},
+                            {{"Idempotency-Key", key}});
+    EXPECT_TRUE(IsJsonError(r, 400)) << key.size() << " bytes";
+  }
+  EXPECT_EQ(Boot(owner)["events"], before) << "a refused key sent nothing";
+
+  // 255 bytes is a key like any other.
+  const Headers longest = {{"Idempotency-Key", Repeat("k", 254) + "z"}};
+  Json first = SendMessage(owner, conv, "longest key", longest);
+  EXPECT_EQ(SendMessage(owner, conv, "longest key", longest)["id"], first["id"]);
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 1u);
+
+  // An empty header is no key: every send is a new message.
+  const Headers empty = {{"Idempotency-Key", ""}};
+  Json a = SendMessage(owner, conv, "same", empty);
+  Json b = SendMessage(owner, conv, "same", empty);
+  EXPECT_NE(a["id"], b["id"]);
+  EXPECT_NE(a["id"], first["id"]);
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 3u);
+}
+
+// docs/decisions.md: keys are per user across conversations: a retry to
+// another conversation with the same key returns the first message and
+// sends nothing.
+TEST_F(ConversationsTest, IdempotencyKeysAreSharedAcrossConversations) {
+  Client owner = Setup();
+  Client bob = Invite(owner, "bob");
+  std::string one = CreateConversation(owner, "one");
+  std::string two = CreateConversation(owner, "two");
+  const Headers key = {{"Idempotency-Key", "shared-key"}};
+  Json first = SendMessage(owner, one, "in one", key);
+  const Json before = Boot(owner)["events"];
+
+  Json elsewhere = SendMessage(owner, two, "in two", key);
+  EXPECT_EQ(elsewhere, first) << "the retry to another conversation is the first message";
+  EXPECT_EQ(elsewhere["conversation"], one);
+  EXPECT_EQ(Boot(owner)["events"], before) << "the retry sent nothing";
+  EXPECT_TRUE(FindEvents(before, "message", "sent").size() == 1u);
+
+  // Another user's key of the same text is theirs.
+  Json bobs = SendMessage(bob, two, "bob in two", key);
+  EXPECT_NE(bobs["id"], first["id"]);
+  EXPECT_EQ(bobs["conversation"], two);
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 2u);
 }
 
 }  // namespace

@@ -166,10 +166,22 @@ class InviteTtlTest : public ApiTest {
 
 TEST_F(InviteTtlTest, InvitationsExpire) {
   Client owner = Setup();
+  const auto issue_sent = std::chrono::steady_clock::now();
   Json old_inv = Issue(owner);
   std::string path = "/api/invite/" + Str(old_inv, "id");
   EXPECT_TRUE(HasStatus(NewClient().get(path), 200));
-  std::this_thread::sleep_for(1500ms);
+  // Reading does not change it: poll until it has expired, and not before its TTL.
+  Client reader = NewClient();
+  Response read;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        read = reader.get(path);
+        return read.status != 200;
+      },
+      30s))
+      << "the invitation did not expire";
+  EXPECT_GE(std::chrono::steady_clock::now() - issue_sent, 1s) << "expired before its TTL";
+  EXPECT_TRUE(IsJsonError(read, 404));
   Client c = NewClient();
   EXPECT_TRUE(IsJsonError(c.get(path), 404));
   EXPECT_TRUE(IsJsonError(c.post(path, {{"name", "late"}, {"password", "pw"}}), 404));

@@ -108,6 +108,7 @@ TEST_F(SetupAuthTest, SetupStoresNamesInNfc) {
   EXPECT_EQ(r.json()["name"], "Caf\u00e9");
   Json boot = Boot(c);
   EXPECT_EQ(boot["login"]["name"], "Caf\u00e9");
+  ASSERT_EQ(boot["events"].size(), 1u);
   EXPECT_EQ(boot["events"][0]["name"], "Caf\u00e9");
   for (const std::string login :
        {"Caf\u00e9", "Cafe\u0301", "caf\u00e9", "CAF\u00c9", "CAFE\u0301"}) {
@@ -294,19 +295,128 @@ TEST_F(SetupAuthTest, PasswordChangeFailures) {
       HasStatus(c.post("/api/auth/login", {{"name", "alice"}, {"password", "old pw"}}), 200));
 }
 
+// docs/decisions.md: login with an invalid name (empty, too long, ...) is a
+// 401 like any unknown name, with the same body: login does not reveal name
+// rules.
+TEST_F(SetupAuthTest, LoginWithAnInvalidNameIs401) {
+  Setup("alice", "owner pass");
+  Client probe = NewClient();
+  Response unknown = probe.post("/api/auth/login", {{"name", "nobody"}, {"password", "pw"}});
+  ASSERT_TRUE(IsJsonError(unknown, 401));
+  for (const auto& [name, why] : InvalidNames()) {
+    Client c = NewClient();
+    Response r = c.post("/api/auth/login", {{"name", name}, {"password", "owner pass"}});
+    EXPECT_TRUE(IsJsonError(r, 401)) << why;
+    EXPECT_EQ(r.body, unknown.body) << why;
+    EXPECT_FALSE(c.token().has_value()) << why;
+  }
+  // Also with the owner's name made invalid by white space around it.
+  Client c = NewClient();
+  EXPECT_TRUE(IsJsonError(
+      c.post("/api/auth/login", {{"name", " alice "}, {"password", "owner pass"}}), 401));
+}
+
+// docs/decisions.md: passwords must be non-empty and at most 4096 bytes (400
+// otherwise), for setup, invitation acceptance and password change alike;
+// a refused password changes nothing.
+TEST_F(SetupAuthTest, PasswordsEmptyOrOver4096BytesAre400) {
+  const std::string longest = Repeat("\u00e9", 2048);  // 4096 bytes
+  ASSERT_EQ(longest.size(), 4096u);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"", "empty"},
+      {Repeat("p", 4097), "4097 ASCII bytes"},
+      {longest + "p", "4097 bytes of two-byte characters and one more"},
+      {Repeat("p", 60000), "60,000 bytes (a body under 64 KiB)"},
+  };
+  // Setup.
+  Client c = NewClient();
+  for (const auto& [password, why] : bad) {
+    EXPECT_TRUE(IsJsonError(c.post("/api/setup", {{"name", "alice"}, {"password", password}}), 400))
+        << "setup, " << why;
+    EXPECT_FALSE(c.token().has_value()) << why;
+  }
+  Client owner = Setup("alice", longest);
+  Client again = NewClient();
+  EXPECT_TRUE(
+      HasStatus(again.post("/api/auth/login", {{"name", "alice"}, {"password", longest}}), 200))
+      << "a password of 4096 bytes works";
+
+  // Invitation acceptance: refused, and the invitation stays usable.
+  Response inv = owner.post("/api/invite", Json::object());
+  ASSERT_TRUE(HasStatus(inv, 200));
+  const std::string path = "/api/invite/" + Str(inv.json(), "id");
+  Client invited = NewClient();
+  for (const auto& [password, why] : bad) {
+    EXPECT_TRUE(IsJsonError(invited.post(path, {{"name", "bob"}, {"password", password}}), 400))
+        << "invitation, " << why;
+    EXPECT_FALSE(invited.token().has_value()) << why;
+  }
+  EXPECT_TRUE(HasStatus(NewClient().get(path), 200)) << "the invitation stays usable";
+  EXPECT_TRUE(
+      HasStatus(invited.post(path, {{"name", "bob"}, {"password", Repeat("b", 4096)}}), 200));
+
+  // Password change: refused, the cookie and the old password stay.
+  const std::string token = *owner.token();
+  for (const auto& [password, why] : bad) {
+    EXPECT_TRUE(
+        IsJsonError(owner.post("/api/password", {{"password", longest}, {"to", password}}), 400))
+        << "password change, " << why;
+    EXPECT_EQ(owner.token(), token) << why;
+  }
+  EXPECT_TRUE(HasStatus(owner.get("/api/boot"), 200));
+  Client old_password = NewClient();
+  EXPECT_TRUE(HasStatus(
+      old_password.post("/api/auth/login", {{"name", "alice"}, {"password", longest}}), 200));
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "user", "created").size(), 2u);
+}
+
 class SessionTtlTest : public ApiTest {
  protected:
   std::vector<std::string> ServerArgs() const override { return {"--session-ttl", "1s"}; }
 };
 
+// Real time with a 1 s TTL, so every check is one a slow machine cannot
+// turn red: a session is required to be alive only when it was used less
+// than 0.9 s before (the TTL less the renewal granularity of 1/20), and to be
+// dead only when more than the TTL has passed since its last use.
 TEST_F(SessionTtlTest, IdleSessionsExpireAndUseRenews) {
+  using Clock = std::chrono::steady_clock;
+  constexpr std::chrono::milliseconds kTtl = 1s;
   Client owner = Setup();
-  // Used every 300 ms for 2 s: each use renews, so it stays alive.
-  for (int i = 0; i < 7; ++i) {
-    std::this_thread::sleep_for(300ms);
-    ASSERT_TRUE(HasStatus(owner.get("/api/boot"), 200)) << "use " << i;
+  // Used for 1.5 TTLs: each use renews, so it outlives its TTL. A use that
+  // comes too late for that (a stalled machine) voids the attempt; login again.
+  bool outlived = false;
+  for (int attempt = 0; attempt < 5 && !outlived; ++attempt) {
+    Client c = NewClient();
+    const auto login_sent = Clock::now();
+    ASSERT_TRUE(
+        HasStatus(c.post("/api/auth/login", {{"name", "alice"}, {"password", "owner pass"}}), 200));
+    auto previous_sent = login_sent;
+    bool void_attempt = false;
+    WaitUntil(
+        [&] {
+          const auto sent = Clock::now();
+          Response r = c.get("/api/boot");
+          const auto answered = Clock::now();
+          if (answered - previous_sent >= kTtl * 9 / 10) {
+            void_attempt = true;  // too long since the last use to require anything
+            return true;
+          }
+          EXPECT_TRUE(HasStatus(r, 200))
+              << "used " << (answered - previous_sent) / 1ms << " ms after the previous use";
+          previous_sent = sent;
+          return answered - login_sent > kTtl * 3 / 2;
+        },
+        30s);
+    outlived = !void_attempt && Clock::now() - login_sent > kTtl * 3 / 2;
+    if (outlived) owner = std::move(c);
   }
-  std::this_thread::sleep_for(1600ms);
+  ASSERT_TRUE(outlived) << "five attempts stalled: no use came within 0.9 s of the previous one";
+  ASSERT_FALSE(HasFailure());
+
+  // Unused for longer than the TTL: it has expired.
+  const auto last_use = Clock::now();
+  std::this_thread::sleep_until(last_use + kTtl + 100ms);
   EXPECT_TRUE(IsJsonError(owner.get("/api/boot"), 401));
   EXPECT_TRUE(IsJsonError(owner.post("/api/conversations", {{"name", "x"}}), 401));
   // Logging in again works.
