@@ -40,6 +40,8 @@
 //    down on its reactor so that Pistache closes it as for a disconnect.
 #include "server/http/http_server.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pistache/async.h>
 #include <pistache/endpoint.h>
 #include <pistache/http.h>
@@ -1209,6 +1211,13 @@ class PistacheHandler final : public Pistache::Http::Handler {
   // Replaces Http::Handler::onConnection (private in 0.0.5, so it cannot be
   // called), which only does the first line (checked in the disassembly).
   void onConnection(const std::shared_ptr<Peer>& peer) override {
+    // No Nagle: a response written in pieces (a streamed boot, head then
+    // chunks) must not wait for the client's delayed ACK of the first piece
+    // (40 ms on Linux), on kept-alive connections especially.
+    const int one = 1;
+    if (setsockopt(peer->fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+      Log("cannot set TCP_NODELAY on a connection");
+    }
     peer->putData(ParserData, std::make_shared<Pistache::Http::RequestParser>(getMaxRequestSize()));
     peer->putData(kConnStateKey,
                   std::make_shared<ConnState>(ReactorRef{transport(), std::this_thread::get_id()},
