@@ -1,6 +1,7 @@
 #include "server/api/api.h"
 
 #include <charconv>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,26 @@ std::string ErrorBody(const std::string& message) {
   return json{{"error", message}}.dump();
 }
 
+void SendJson(http::Responder& responder, int status, const json& body,
+              std::vector<std::string> cookies = {}) {
+  http::Response response;
+  response.status = status;
+  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  response.set_cookies = std::move(cookies);
+  responder.Send(std::move(response));
+}
+
+void SendError(http::Responder& responder, int status, const std::string& message) {
+  http::Response response;
+  response.status = status;
+  response.body = ErrorBody(message);
+  responder.Send(std::move(response));
+}
+
+void SendError(http::Responder& responder, const Error& error) {
+  SendError(responder, HttpStatus(error.kind), error.message);
+}
+
 // A non-negative decimal integer that fits in int64, nothing else.
 std::optional<std::int64_t> ParseSequence(std::string_view text) {
   if (text.empty() || text.size() > 19) return std::nullopt;
@@ -79,19 +100,20 @@ struct Api::Call {
   chat::Identity who;
 
   void Reply(int status, const json& body, std::vector<std::string> cookies = {}) {
-    http::Response response;
-    response.status = status;
-    response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-    response.set_cookies = std::move(cookies);
-    responder.Send(std::move(response));
+    SendJson(responder, status, body, std::move(cookies));
   }
-  void Fail(int status, const std::string& message) {
-    http::Response response;
-    response.status = status;
-    response.body = ErrorBody(message);
-    responder.Send(std::move(response));
+  void Fail(int status, const std::string& message) { SendError(responder, status, message); }
+  void Fail(const Error& error) { SendError(responder, error); }
+
+  // A reply for when `result` is known: the request stays open meanwhile
+  // without a thread (answered from the committer after the commit).
+  template <class T>
+  chat::Reply<T> Later(std::function<json(const T&)> body) {
+    return [responder = responder.Keep(), body = std::move(body)](chat::Result<T> result) {
+      if (!result.ok()) return SendError(*responder, result.error());
+      SendJson(*responder, 202, body(result.value()));
+    };
   }
-  void Fail(const Error& error) { Fail(HttpStatus(error.kind), error.message); }
   void NoContent(std::vector<std::string> cookies) {
     http::Response response;
     response.status = 204;
@@ -310,9 +332,10 @@ void Api::CreateConversation(Call& c) {
   std::string name;
   auto body = c.Object();
   if (!body || !c.Strings(*body, {{"name", &name}})) return;
-  auto r = service_.CreateConversation(c.who, name);
-  if (!r.ok()) return c.Fail(r.error());
-  c.Reply(202, json{{"id", r.value().id}, {"name", r.value().name}});
+  service_.CreateConversation(c.who, name,
+                              c.Later<storage::Conversation>([](const storage::Conversation& v) {
+                                return json{{"id", v.id}, {"name", v.name}};
+                              }));
 }
 
 void Api::SendMessage(Call& c) {
@@ -320,26 +343,27 @@ void Api::SendMessage(Call& c) {
   auto body = c.Object();
   if (!body || !c.Strings(*body, {{"body", &text}})) return;
   const std::string* key = c.request.Header("idempotency-key");
-  auto r = service_.SendMessage(c.who, c.param, text, key ? *key : std::string());
-  if (!r.ok()) return c.Fail(r.error());
-  const storage::Message& m = r.value();
-  c.Reply(202, json{{"id", m.id},
-                    {"conversation", m.conversation},
-                    {"sender", m.sender},
-                    {"body", m.body},
-                    {"at", chat::FormatTimestamp(m.at)}});
+  service_.SendMessage(c.who, c.param, text, key ? *key : std::string(),
+                       c.Later<storage::Message>([](const storage::Message& m) {
+                         return json{{"id", m.id},
+                                     {"conversation", m.conversation},
+                                     {"sender", m.sender},
+                                     {"body", m.body},
+                                     {"at", chat::FormatTimestamp(m.at)}};
+                       }));
 }
 
 void Api::DeleteConversation(Call& c) {
-  auto r = service_.DeleteConversation(c.who, c.param);
-  if (!r.ok()) return c.Fail(r.error());
-  c.Reply(202, json{{"id", c.param}});
+  service_.DeleteConversation(c.who, c.param,
+                              c.Later<chat::Done>([id = c.param](const chat::Done&) {
+                                return json{{"id", id}};
+                              }));
 }
 
 void Api::DeleteMessage(Call& c) {
-  auto r = service_.DeleteMessage(c.who, c.param);
-  if (!r.ok()) return c.Fail(r.error());
-  c.Reply(202, json{{"id", c.param}});
+  service_.DeleteMessage(c.who, c.param, c.Later<chat::Done>([id = c.param](const chat::Done&) {
+    return json{{"id", id}};
+  }));
 }
 
 void Api::Boot(Call& call) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <future>
 
 #include "server/chat/ids.h"
 #include "server/chat/names.h"
@@ -51,11 +52,20 @@ Result<std::string> NewPasswordHash(const std::string& raw) {
   return hash;
 }
 
-// Applies one operation through the committer.
+// Applies one operation through the committer and waits for its outcome (for
+// requests that hold their thread anyway: password hashing, sessions).
 Write Commit(Committer& committer, storage::op::Operation op) {
-  Write write{std::move(op), Status::Ok(), 0};
-  committer.Submit(write);
-  return write;
+  return committer.SubmitAndWait(Write{std::move(op), Status::Ok(), 0});
+}
+
+// Applies one operation through the committer and returns at once;
+// `finish` turns the committed write into the reply, on the committer thread.
+template <class T>
+void CommitThen(Committer& committer, storage::op::Operation op, Reply<T> reply,
+                std::function<Result<T>(Write&)> finish) {
+  committer.Submit(
+      Write{std::move(op), Status::Ok(), 0},
+      [reply = std::move(reply), finish = std::move(finish)](Write w) { reply(finish(w)); });
 }
 
 }  // namespace
@@ -228,10 +238,10 @@ Result<Login> ChatService::AcceptInvitation(const std::string& id, const std::st
   return login;
 }
 
-Result<storage::Conversation> ChatService::CreateConversation(const Identity& /*who*/,
-                                                              const std::string& raw_name) {
+void ChatService::CreateConversation(const Identity& /*who*/, const std::string& raw_name,
+                                     Reply<storage::Conversation> reply) {
   Result<std::string> name = NormalizeName(raw_name);
-  if (!name.ok()) return name.error();
+  if (!name.ok()) return reply(name.error());
   const Micros now = clock_.Now();
   storage::Conversation conversation{NewId(IdKind::kConversation),
                                      name.value(),
@@ -239,21 +249,24 @@ Result<storage::Conversation> ChatService::CreateConversation(const Identity& /*
                                      now,
                                      now,
                                      std::nullopt};
-  Write w = Commit(committer_, storage::op::CreateConversation{conversation});
-  if (w.status.IsConflict()) return Conflict("a conversation with that name exists");
-  if (!w.status.ok()) return StorageError(w.status);
-  return conversation;
+  CommitThen<storage::Conversation>(committer_, storage::op::CreateConversation{conversation},
+                                    std::move(reply),
+                                    [conversation](Write& w) -> Result<storage::Conversation> {
+                                      if (w.status.IsConflict())
+                                        return Conflict("a conversation with that name exists");
+                                      if (!w.status.ok()) return StorageError(w.status);
+                                      return conversation;
+                                    });
 }
 
-Result<storage::Message> ChatService::SendMessage(const Identity& who,
-                                                  const std::string& conversation_id,
-                                                  const std::string& raw_body,
-                                                  const std::string& idempotency_key) {
+void ChatService::SendMessage(const Identity& who, const std::string& conversation_id,
+                              const std::string& raw_body, const std::string& idempotency_key,
+                              Reply<storage::Message> reply) {
   std::optional<std::string> body = ToNfc(raw_body);
-  if (!body) return BadRequest("body is not valid UTF-8");
-  if (auto problem = BodyProblem(*body)) return BadRequest(*problem);
+  if (!body) return reply(BadRequest("body is not valid UTF-8"));
+  if (auto problem = BodyProblem(*body)) return reply(BadRequest(*problem));
   if (idempotency_key.size() > kMaxIdempotencyKeyBytes) {
-    return BadRequest("Idempotency-Key is longer than 255 bytes");
+    return reply(BadRequest("Idempotency-Key is longer than 255 bytes"));
   }
   const Error unknown = NotFound("no such conversation");
   const Micros now = clock_.Now();
@@ -264,39 +277,81 @@ Result<storage::Message> ChatService::SendMessage(const Identity& who,
   op.key_after = now - policy_.idempotency_window;
   // An id of the wrong shape cannot exist, but a replayed key still answers.
   if (!LooksLikeId(conversation_id, IdKind::kConversation) && idempotency_key.empty()) {
-    return unknown;
+    return reply(unknown);
   }
-  Write w = Commit(committer_, std::move(op));
-  if (w.status.IsNotFound()) return unknown;
-  if (!w.status.ok()) return StorageError(w.status);
-  return std::get<storage::op::SendMessage>(w.op).message;
+  CommitThen<storage::Message>(committer_, std::move(op), std::move(reply),
+                               [unknown](Write& w) -> Result<storage::Message> {
+                                 if (w.status.IsNotFound()) return unknown;
+                                 if (!w.status.ok()) return StorageError(w.status);
+                                 return std::get<storage::op::SendMessage>(w.op).message;
+                               });
 }
 
-Result<Done> ChatService::DeleteConversation(const Identity& /*who*/, const std::string& id) {
+void ChatService::DeleteConversation(const Identity& /*who*/, const std::string& id,
+                                     Reply<Done> reply) {
   const Error unknown = NotFound("no such conversation");
-  if (!LooksLikeId(id, IdKind::kConversation)) return unknown;
-  Write w = Commit(committer_, storage::op::DeleteConversation{id, clock_.Now()});
-  if (w.status.IsNotFound()) return unknown;
-  if (w.status.IsConflict()) return Conflict("the conversation still has messages");
-  if (!w.status.ok()) return StorageError(w.status);
-  return Done{};
+  if (!LooksLikeId(id, IdKind::kConversation)) return reply(unknown);
+  CommitThen<Done>(committer_, storage::op::DeleteConversation{id, clock_.Now()}, std::move(reply),
+                   [unknown](Write& w) -> Result<Done> {
+                     if (w.status.IsNotFound()) return unknown;
+                     if (w.status.IsConflict())
+                       return Conflict("the conversation still has messages");
+                     if (!w.status.ok()) return StorageError(w.status);
+                     return Done{};
+                   });
+}
+
+void ChatService::DeleteMessage(const Identity& who, const std::string& id, Reply<Done> reply) {
+  const Error unknown = NotFound("no such message");
+  if (!LooksLikeId(id, IdKind::kMessage)) return reply(unknown);
+  storage::Message message;
+  Status s = store_.GetMessage(id, &message);
+  if (s.IsNotFound() || (s.ok() && message.deleted_at)) return reply(unknown);
+  if (!s.ok()) return reply(StorageError(s));
+  // Only the sender may delete a message; the sender of a message never changes.
+  if (message.sender != who.user_id) {
+    return reply(Error{Error::Kind::kForbidden, "only the sender may delete a message"});
+  }
+  CommitThen<Done>(committer_, storage::op::DeleteMessage{id, clock_.Now()}, std::move(reply),
+                   [unknown](Write& w) -> Result<Done> {
+                     if (w.status.IsNotFound()) return unknown;
+                     if (!w.status.ok()) return StorageError(w.status);
+                     return Done{};
+                   });
+}
+
+namespace {
+
+// The waiting forms: the same operation, its reply awaited.
+template <class T, class Start>
+Result<T> Await(Start start) {
+  std::promise<Result<T>> outcome;
+  std::future<Result<T>> result = outcome.get_future();
+  start([&outcome](Result<T> r) { outcome.set_value(std::move(r)); });
+  return result.get();
+}
+
+}  // namespace
+
+Result<storage::Conversation> ChatService::CreateConversation(const Identity& who,
+                                                              const std::string& name) {
+  return Await<storage::Conversation>([&](auto reply) { CreateConversation(who, name, reply); });
+}
+
+Result<storage::Message> ChatService::SendMessage(const Identity& who,
+                                                  const std::string& conversation_id,
+                                                  const std::string& body,
+                                                  const std::string& idempotency_key) {
+  return Await<storage::Message>(
+      [&](auto reply) { SendMessage(who, conversation_id, body, idempotency_key, reply); });
+}
+
+Result<Done> ChatService::DeleteConversation(const Identity& who, const std::string& id) {
+  return Await<Done>([&](auto reply) { DeleteConversation(who, id, reply); });
 }
 
 Result<Done> ChatService::DeleteMessage(const Identity& who, const std::string& id) {
-  const Error unknown = NotFound("no such message");
-  if (!LooksLikeId(id, IdKind::kMessage)) return unknown;
-  storage::Message message;
-  Status s = store_.GetMessage(id, &message);
-  if (s.IsNotFound() || (s.ok() && message.deleted_at)) return unknown;
-  if (!s.ok()) return StorageError(s);
-  // Only the sender may delete a message; the sender of a message never changes.
-  if (message.sender != who.user_id) {
-    return Error{Error::Kind::kForbidden, "only the sender may delete a message"};
-  }
-  Write w = Commit(committer_, storage::op::DeleteMessage{id, clock_.Now()});
-  if (w.status.IsNotFound()) return unknown;
-  if (!w.status.ok()) return StorageError(w.status);
-  return Done{};
+  return Await<Done>([&](auto reply) { DeleteMessage(who, id, reply); });
 }
 
 Result<Done> ChatService::RunRetention() {

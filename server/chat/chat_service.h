@@ -63,6 +63,10 @@ class Result {
 
 struct Done {};
 
+// Receives the outcome of an operation that completes later.
+template <class T>
+using Reply = std::function<void(Result<T>)>;
+
 // A logged-in client, as resolved from its token.
 struct Identity {
   std::string user_id;
@@ -118,8 +122,20 @@ class ChatService {
   Result<Login> AcceptInvitation(const std::string& id, const std::string& name,
                                  const std::string& password);
 
-  Result<storage::Conversation> CreateConversation(const Identity& who, const std::string& name);
+  // The chat's writes do not wait with a thread: each answers through `reply`,
+  // at once when the request is refused before any write, else on the
+  // committer thread once the write committed (so a reply means durable).
+  // `reply` must not block.
+  void CreateConversation(const Identity& who, const std::string& name,
+                          Reply<storage::Conversation> reply);
   // `idempotency_key` empty means none.
+  void SendMessage(const Identity& who, const std::string& conversation_id, const std::string& body,
+                   const std::string& idempotency_key, Reply<storage::Message> reply);
+  void DeleteConversation(const Identity& who, const std::string& id, Reply<Done> reply);
+  void DeleteMessage(const Identity& who, const std::string& id, Reply<Done> reply);
+
+  // The same, waiting for the reply (for callers that may block: tests, tools).
+  Result<storage::Conversation> CreateConversation(const Identity& who, const std::string& name);
   Result<storage::Message> SendMessage(const Identity& who, const std::string& conversation_id,
                                        const std::string& body, const std::string& idempotency_key);
   Result<Done> DeleteConversation(const Identity& who, const std::string& id);

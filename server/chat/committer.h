@@ -1,17 +1,23 @@
 // Committer: group commit in front of a Store.
 //
-// Request threads hand their writes to one committer thread, which takes every
-// write waiting at that moment and applies them as one batch, so one fsync
-// acknowledges many sends. Apply returns only after the batch committed: a
-// write acknowledged to a client is durable.
+// Writers hand their writes to one committer thread, which takes every write
+// waiting at that moment, however many, and applies them as one batch, so one
+// fsync acknowledges many sends. Nobody waits with a thread: each write
+// carries a completion that the committer calls once its batch committed (or
+// failed), and only then may a client be told: a write acknowledged is
+// durable.
 //
-// Thread-safety: Submit may be called from any thread.
-// Ownership: the Store must outlive the Committer.
+// Thread-safety: Submit and SubmitAndWait may be called from any thread.
+// Completions run on the committer thread, one after another, and must not
+// block (they queue a reply, they do not wait for anything).
+// Ownership: the Store must outlive the Committer. The destructor applies what
+// is queued, runs its completions, then stops.
 #pragma once
 
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -26,19 +32,30 @@ class Committer {
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
 
-  // Applies `write` (in a batch with whatever else is waiting) and blocks until
-  // its outcome is known; the outcome is in write.status and write.last_seq.
-  void Submit(storage::Write& write);
+  // Receives a write after its batch: the outcome is in write.status and
+  // write.last_seq.
+  using Completion = std::function<void(storage::Write write)>;
+
+  // Queues `write` for the next batch and returns at once; `done` runs on the
+  // committer thread after the batch.
+  void Submit(storage::Write write, Completion done);
+
+  // Queues `write` and waits for its outcome, for callers that hold a thread
+  // anyway (password hashing, tests).
+  storage::Write SubmitAndWait(storage::Write write);
 
  private:
-  struct Pending;
+  struct Pending {
+    storage::Write write;
+    Completion done;
+  };
   void Run();
 
   storage::Store& store_;
   const std::size_t max_batch_;
   std::mutex mu_;
   std::condition_variable work_;
-  std::deque<Pending*> queue_;
+  std::deque<Pending> queue_;
   bool stopping_ = false;
   std::thread thread_;
 };

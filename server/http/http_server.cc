@@ -879,12 +879,32 @@ struct Core {
   std::shared_ptr<Registry> registry = std::make_shared<Registry>();
   std::shared_ptr<ConnRegistry> conns = std::make_shared<ConnRegistry>();
   std::atomic<bool> accepting{true};
+
+  // Requests kept past their handler (Responder::Keep) and not answered yet.
+  std::mutex kept_mu;
+  std::condition_variable kept_cv;
+  std::size_t kept = 0;
+
+  void AddKept() {
+    std::lock_guard<std::mutex> lock(kept_mu);
+    ++kept;
+  }
+  void ReleaseKept() {
+    std::lock_guard<std::mutex> lock(kept_mu);
+    if (--kept == 0) kept_cv.notify_all();
+  }
+  void WaitKept() {
+    std::unique_lock<std::mutex> lock(kept_mu);
+    while (!kept_cv.wait_for(lock, std::chrono::seconds(5), [&] { return kept == 0; })) {
+      Log("shutdown waits for " + std::to_string(kept) + " kept requests to be answered");
+    }
+  }
 };
 
 // ---------------------------------------------------------------------------
 // Responder.
 
-class ResponderImpl final : public Responder {
+class ResponderImpl final : public Responder, public std::enable_shared_from_this<ResponderImpl> {
  public:
   // `resume` runs once the answer is queued (or its stream closed); it
   // releases the connection for the next request.
@@ -898,10 +918,21 @@ class ResponderImpl final : public Responder {
         head_only_(head_only),
         resume_(std::move(resume)) {}
 
+  ~ResponderImpl() override {
+    if (kept_.load()) SendError(500, "internal error");  // kept, then forgotten
+  }
+
   bool answered() const { return answered_.load(); }
+  bool kept() const { return kept_.load(); }
+
+  // Only for a ResponderImpl owned by a shared_ptr (the worker path).
+  std::shared_ptr<Responder> Keep() override {
+    if (!answered_.load() && !kept_.exchange(true)) core_->AddKept();
+    return shared_from_this();
+  }
 
   void Send(Response response) override {
-    if (answered_.exchange(true)) {
+    if (!FirstAnswer()) {
       Log("a request was answered twice; the second answer is dropped");
       return;
     }
@@ -910,7 +941,7 @@ class ResponderImpl final : public Responder {
 
   // The fallback answer; does nothing if the request was answered.
   void SendError(int status, std::string_view message) {
-    if (answered_.exchange(true)) return;
+    if (!FirstAnswer()) return;
     Response r;
     r.status = status;
     r.body = ErrorJson(message);
@@ -919,7 +950,7 @@ class ResponderImpl final : public Responder {
 
   std::shared_ptr<ResponseStream> StartStream(
       int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
-    if (answered_.exchange(true)) {
+    if (!FirstAnswer()) {
       Log("StartStream on an answered request");
       return std::make_shared<ClosedStream>();
     }
@@ -952,6 +983,13 @@ class ResponderImpl final : public Responder {
   }
 
  private:
+  // True for the first answer only; a kept request stops counting as open.
+  bool FirstAnswer() {
+    if (answered_.exchange(true)) return false;
+    if (kept_.load()) core_->ReleaseKept();
+    return true;
+  }
+
   std::string StatusLine(int status) const {
     return "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
   }
@@ -1007,6 +1045,7 @@ class ResponderImpl final : public Responder {
   const bool head_only_;
   const std::function<void()> resume_;
   std::atomic<bool> answered_{false};
+  std::atomic<bool> kept_{false};
 };
 
 // ---------------------------------------------------------------------------
@@ -1108,7 +1147,7 @@ void Complete(Core* core, const std::shared_ptr<Peer>& peer, ConnState& st,
     } catch (...) {
       Log("handler threw on " + request->method + " " + request->path);
     }
-    if (!responder->answered()) {
+    if (!responder->answered() && !responder->kept()) {
       Log("no answer for " + request->method + " " + request->path);
       responder->SendError(500, "internal error");
     }
@@ -1354,7 +1393,9 @@ void HttpServer::Shutdown() {
   for (auto& s : core.registry->Snapshot()) s->End();
   impl.StopReaper();
   // 3. Let handlers in flight (and queued) finish; new jobs are refused.
+  //    Then let the requests they kept be answered (their commits complete).
   core.pool.Drain();
+  core.WaitKept();
   // 4. Give the reactors a moment to write what is queued to the clients
   //    still there (one that does not read must not hold us up).
   const auto flush_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);

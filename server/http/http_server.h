@@ -116,15 +116,21 @@ class Responder {
  public:
   virtual ~Responder() = default;
   virtual void Send(Response response) = 0;
+  // Keeps the request open past the handler's return, so that it can be
+  // answered later from any thread (when a commit completes, say) without a
+  // thread waiting for it: answer through the returned pointer. A kept request
+  // whose last copy goes unanswered gets a 500. HttpServer::Shutdown waits
+  // until every kept request is answered.
+  virtual std::shared_ptr<Responder> Keep() = 0;
   // Sends the status line and headers of a chunked response at once and
   // returns the stream for its body. `headers` are (name, value) pairs.
   virtual std::shared_ptr<ResponseStream> StartStream(
       int status, const std::vector<std::pair<std::string, std::string>>& headers) = 0;
 };
 
-// The application. Runs on a worker thread and may block. If it returns
-// without answering, the request gets a 500 JSON error; an exception it throws
-// is logged and answered the same way.
+// The application. Runs on a worker thread. If it returns without answering
+// or keeping the request (Responder::Keep), the request gets a 500 JSON error;
+// an exception it throws is logged and answered the same way.
 using Handler = std::function<void(const Request&, Responder&)>;
 
 struct ServerOptions {
@@ -156,7 +162,7 @@ class HttpServer {
   std::uint16_t port() const;
 
   // Stops accepting, ends every open stream, lets handlers in flight finish
-  // and closes the listener. Idempotent.
+  // and kept requests be answered, and closes the listener. Idempotent.
   void Shutdown();
 
  private:

@@ -233,6 +233,16 @@ class HttpServerTest : public ::testing::Test {
   void Handle(const Request& req, Responder& res) {
     if (req.path == "/throw") throw std::runtime_error("secret database detail");
     if (req.path == "/silent") return;
+    if (req.path == "/kept") {  // answered later by the test, from its own thread
+      std::lock_guard<std::mutex> lock(kept_mu_);
+      kept_.push_back(res.Keep());
+      kept_cv_.notify_all();
+      return;
+    }
+    if (req.path == "/kept-then-dropped") {
+      res.Keep();  // and forgotten
+      return;
+    }
     if (req.path == "/nocontent") {
       res.Send(Response{204, "", "application/json", {}, {}});
       return;
@@ -301,6 +311,19 @@ class HttpServerTest : public ::testing::Test {
     held_cv_.notify_all();
   }
 
+  // Waits until `count` requests are kept (and their handlers returned).
+  bool WaitKept(std::size_t count, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(kept_mu_);
+    return kept_cv_.wait_for(lock, timeout, [&] { return kept_.size() >= count; });
+  }
+  std::vector<std::shared_ptr<Responder>> TakeKept() {
+    std::lock_guard<std::mutex> lock(kept_mu_);
+    return std::move(kept_);
+  }
+
+  std::mutex kept_mu_;
+  std::condition_variable kept_cv_;
+  std::vector<std::shared_ptr<Responder>> kept_;
   std::mutex held_mu_;
   std::condition_variable held_cv_;
   bool held_started_ = false;
@@ -481,6 +504,73 @@ TEST_F(HttpServerTest, HandlerNotAnsweringGives500) {
   auto r = Curl("GET", Url("/silent"));
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(r.body, R"({"error":"internal error"})");
+}
+
+// A kept request holds no worker: four times as many requests as workers wait
+// at once, each handler returned, and all are answered later from another
+// thread (as the committer answers sends).
+TEST_F(HttpServerTest, KeptRequestsWaitWithoutHoldingAWorker) {
+  ServerOptions options;
+  options.worker_threads = 2;
+  StartServer(options);
+  constexpr std::size_t kRequests = 8;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (std::size_t i = 0; i < kRequests; ++i) {
+    clients.push_back(std::make_unique<RawClient>(server_->port()));
+    clients.back()->Send("GET /kept HTTP/1.1\r\nHost: x\r\n\r\n");
+  }
+  ASSERT_TRUE(WaitKept(kRequests, 10s))
+      << "fewer requests were kept than sent: kept requests still hold workers";
+  // Still answered by the workers meanwhile.
+  EXPECT_EQ(Curl("GET", Url("/plain")).status, 200);
+  std::vector<std::shared_ptr<Responder>> kept = TakeKept();
+  ASSERT_EQ(kept.size(), kRequests);
+  std::thread answerer([&] {
+    for (auto& responder : kept) {
+      responder->Send(Response{202, R"({"later":true})", "application/json", {}, {}});
+    }
+    kept.clear();
+  });
+  for (auto& client : clients) {
+    std::string head, body;
+    ASSERT_TRUE(client->ReadResponse(&head, &body, 10s)) << "a kept request was never answered";
+    EXPECT_EQ(head.rfind("HTTP/1.1 202 ", 0), 0u) << head;
+    EXPECT_EQ(body, R"({"later":true})");
+  }
+  answerer.join();
+}
+
+TEST_F(HttpServerTest, AKeptRequestDroppedUnansweredGives500) {
+  StartServer();
+  auto r = Curl("GET", Url("/kept-then-dropped"));
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(r.body, R"({"error":"internal error"})");
+}
+
+TEST_F(HttpServerTest, ShutdownWaitsForKeptRequestsToBeAnswered) {
+  StartServer();
+  RawClient client(server_->port());
+  client.Send("GET /kept HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(WaitKept(1, 10s));
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    server_->Shutdown();
+    stopped = true;
+  });
+  // New requests are refused once the shutdown began; the kept one still waits.
+  for (auto deadline = Clock::now() + 10s; Clock::now() < deadline;) {
+    if (Curl("GET", Url("/plain")).status == 503) break;
+  }
+  EXPECT_FALSE(stopped.load()) << "Shutdown returned while a kept request was unanswered";
+  std::vector<std::shared_ptr<Responder>> kept = TakeKept();
+  ASSERT_EQ(kept.size(), 1u);
+  kept[0]->Send(Response{202, R"({"late":true})", "application/json", {}, {}});
+  kept.clear();
+  std::string head, body;
+  ASSERT_TRUE(client.ReadResponse(&head, &body, 10s));
+  EXPECT_EQ(body, R"({"late":true})");
+  stopper.join();
+  EXPECT_TRUE(stopped.load());
 }
 
 TEST_F(HttpServerTest, ChunkedRequestBodyGets411AndClose) {
