@@ -1,7 +1,10 @@
 #include "server/api/api.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -366,6 +369,73 @@ void Api::DeleteMessage(Call& c) {
   }));
 }
 
+namespace {
+
+// A boot written as the client reads it: each page is read (one short read
+// transaction) and queued only once the previous ones drained below a limit,
+// on a worker, and no thread waits in between. A client that stops reading
+// holds at most about the limit plus one page, and is dropped after a minute.
+class BootWriter : public std::enable_shared_from_this<BootWriter> {
+ public:
+  BootWriter(storage::Store& store, std::shared_ptr<http::ResponseStream> stream,
+             std::int64_t resume_point, std::size_t page_events, std::string head)
+      : store_(store),
+        stream_(std::move(stream)),
+        resume_point_(resume_point),
+        page_events_(page_events),
+        page_(std::move(head)) {}
+
+  // Writes the next page, then waits (without a thread) for it to drain.
+  void Next() {
+    events_.clear();
+    storage::Status s = store_.ReadEvents(cursor_, resume_point_, count_, &events_);
+    if (!s.ok()) {
+      // Headers are out; cutting the body short is the only honest signal.
+      std::fprintf(stderr, "quire: boot read failed: %s\n", s.ToString().c_str());
+      return;  // the stream is dropped without its final chunk
+    }
+    for (const storage::Event& event : events_) {
+      if (!first_) page_ += ',';
+      first_ = false;
+      chat::AppendEventJson(page_, event);
+      cursor_ = event.seq;
+    }
+    const bool last = events_.size() < count_;
+    if (last) page_ += "]}";
+    // The next page aims at kChunkBytes, whatever the size of events: a
+    // client that stops reading then holds about that much.
+    const std::size_t per_event =
+        std::max<std::size_t>(1, page_.size() / std::max<std::size_t>(1, events_.size()));
+    count_ = std::clamp<std::size_t>(kChunkBytes / per_event, 16, page_events_);
+    if (!stream_->Write(http::MakeChunk(page_))) return;
+    page_.clear();
+    if (last) {
+      stream_->End();
+      return;
+    }
+    stream_->WhenDrained(kQueuedLimit, kClientTimeout, [self = shared_from_this()](bool drained) {
+      if (drained) self->Next();
+    });
+  }
+
+ private:
+  static constexpr std::size_t kChunkBytes = 256 << 10;
+  static constexpr std::size_t kQueuedLimit = 1 << 20;
+  static constexpr std::chrono::seconds kClientTimeout{60};
+
+  storage::Store& store_;
+  const std::shared_ptr<http::ResponseStream> stream_;
+  const std::int64_t resume_point_;
+  const std::size_t page_events_;  // at most this many events per page
+  std::size_t count_ = 256;        // events to read for the next page
+  std::string page_;
+  std::vector<storage::Event> events_;
+  std::int64_t cursor_ = 0;
+  bool first_ = true;
+};
+
+}  // namespace
+
 void Api::Boot(Call& call) {
   storage::Store& store = service_.store();
   storage::Head head;
@@ -381,32 +451,9 @@ void Api::Boot(Call& call) {
                          .dump();
   page.pop_back();  // reopen the object to append the events
   page += ",\"events\":[";
-  std::vector<storage::Event> events;
-  std::int64_t cursor = 0;
-  bool first = true;
-  for (;;) {
-    events.clear();
-    s = store.ReadEvents(cursor, resume_point, options_.boot_page, &events);
-    if (!s.ok()) {
-      // Headers are out; cutting the body short is the only honest signal.
-      std::fprintf(stderr, "quire: boot read failed: %s\n", s.ToString().c_str());
-      return;  // the stream is dropped without its final chunk
-    }
-    for (const storage::Event& event : events) {
-      if (!first) page += ',';
-      first = false;
-      chat::AppendEventJson(page, event);
-      cursor = event.seq;
-    }
-    const bool last = events.size() < options_.boot_page;
-    if (last) page += "]}";
-    if (!stream->Write(http::MakeChunk(page))) return;
-    page.clear();
-    if (last) break;
-    // Keep at most a few pages queued per client.
-    if (!stream->WaitPendingAtMost(1 << 20, std::chrono::seconds(60))) return;
-  }
-  stream->End();
+  std::make_shared<BootWriter>(store, std::move(stream), resume_point, options_.boot_page,
+                               std::move(page))
+      ->Next();
 }
 
 void Api::Events(Call& call) {

@@ -286,11 +286,15 @@ struct Pending {
   std::atomic<std::size_t> bytes{0};
   std::mutex mu;
   std::condition_variable cv;
+  // Runs after every decrease (a stream's drain check); set before the
+  // counter is shared, never changed after.
+  std::function<void()> on_sub;
 
   void Add(std::size_t n) { bytes.fetch_add(n); }
   void Sub(std::size_t n) {
     bytes.fetch_sub(n);
     Notify();
+    if (on_sub) on_sub();
   }
   void Notify() {
     { std::lock_guard<std::mutex> lock(mu); }
@@ -424,16 +428,29 @@ class StreamImpl final : public ResponseStream {
   // `after_final` runs once the final chunk is written (a half-close for
   // `Connection: close`); `on_closed` runs once when the stream closes, after
   // the final chunk is queued (it resumes the connection's input).
+  // `post` runs a job on a worker (false once the pool stopped); `drop`
+  // closes the connection (a stream that timed out waiting for its client).
   StreamImpl(std::weak_ptr<Peer> peer, std::shared_ptr<Registry> registry,
              std::shared_ptr<Pending> conn_pending, std::chrono::steady_clock::time_point deadline,
-             std::function<void()> after_final, std::function<void()> on_closed)
+             std::function<void()> after_final, std::function<void()> on_closed,
+             std::function<bool(std::function<void()>)> post, std::function<void()> drop)
       : peer_(std::move(peer)),
         registry_(std::move(registry)),
         conn_pending_(std::move(conn_pending)),
         pending_(std::make_shared<Pending>()),
         deadline_(deadline),
         after_final_(std::move(after_final)),
-        on_closed_(std::move(on_closed)) {}
+        on_closed_(std::move(on_closed)),
+        post_(std::move(post)),
+        drop_(std::move(drop)) {}
+
+  // Hooks the drain check to the byte counter; once, before Open.
+  static void WatchDrain(const std::shared_ptr<StreamImpl>& stream) {
+    std::weak_ptr<StreamImpl> weak = stream;
+    stream->pending_->on_sub = [weak] {
+      if (auto s = weak.lock()) s->CheckDrain(std::nullopt);
+    };
+  }
 
   // Sends the status line and headers. Called once, before the stream is
   // shared.
@@ -480,6 +497,44 @@ class StreamImpl final : public ResponseStream {
     pending_->cv.wait_for(lock, timeout,
                           [&] { return closed_flag_.load() || pending_->bytes.load() <= limit; });
     return !closed_flag_.load() && pending_->bytes.load() <= limit;
+  }
+
+  void WhenDrained(std::size_t limit, std::chrono::milliseconds timeout,
+                   std::function<void(bool)> callback) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (drain_callback_) {
+        Log("WhenDrained while another callback waits; the new one is refused");
+      } else {
+        drain_callback_ = std::move(callback);
+        drain_limit_ = limit;
+        drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+      }
+    }
+    CheckDrain(std::nullopt);  // it may be drained (or closed) already
+  }
+
+  // Runs the waiting drain callback when its time has come: drained, closed,
+  // or (with `now`) past its deadline, which drops the stream and its
+  // connection.
+  void CheckDrain(std::optional<std::chrono::steady_clock::time_point> now) {
+    std::function<void(bool)> callback;
+    bool drained = false;
+    bool expired = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!drain_callback_) return;
+      drained = !closed_ && pending_->bytes.load() <= drain_limit_;
+      expired = !drained && !closed_ && now && *now >= drain_deadline_;
+      if (!drained && !closed_ && !expired) return;
+      callback.swap(drain_callback_);
+    }
+    if (expired) {
+      Close(false);
+      if (drop_) drop_();
+    }
+    auto job = [callback, drained] { callback(drained); };
+    if (!post_ || !post_(job)) job();
   }
 
   void End() override { Close(true); }
@@ -537,6 +592,7 @@ class StreamImpl final : public ResponseStream {
     registry_->Remove(this);
     if (on_closed_) on_closed_();
     for (const auto& cb : callbacks) Run(cb);
+    CheckDrain(std::nullopt);  // a waiting drain callback learns of the close
   }
 
   const std::weak_ptr<Peer> peer_;
@@ -546,11 +602,17 @@ class StreamImpl final : public ResponseStream {
   const std::chrono::steady_clock::time_point deadline_;
   const std::function<void()> after_final_;
   const std::function<void()> on_closed_;
+  const std::function<bool(std::function<void()>)> post_;
+  const std::function<void()> drop_;
 
   mutable std::mutex mu_;
   bool closed_ = false;  // guarded by mu_; no write is enqueued once it is set
   std::atomic<bool> closed_flag_{false};
   std::vector<std::function<void()>> callbacks_;
+  // The one waiting WhenDrained callback (guarded by mu_).
+  std::function<void(bool)> drain_callback_;
+  std::size_t drain_limit_ = 0;
+  std::chrono::steady_clock::time_point drain_deadline_;
 };
 
 // A stream that was never opened (the client left, the request was already
@@ -560,6 +622,10 @@ class ClosedStream final : public ResponseStream {
   bool Write(ChunkPtr) override { return false; }
   std::size_t PendingBytes() const override { return 0; }
   bool WaitPendingAtMost(std::size_t, std::chrono::milliseconds) override { return false; }
+  void WhenDrained(std::size_t, std::chrono::milliseconds,
+                   std::function<void(bool)> callback) override {
+    if (callback) callback(false);
+  }
   void End() override {}
   bool Closed() const override { return true; }
   void OnClose(std::function<void()> callback) override {
@@ -675,6 +741,18 @@ std::function<void()> HalfCloseWhenWritten(std::shared_ptr<ConnShared> conn) {
       std::lock_guard<std::mutex> lock(conn->mu);
       if (conn->gone) return;
       if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), SHUT_WR);
+    });
+  };
+}
+
+// Closes the connection at once (both directions), on the reactor thread and
+// only while the connection is still ours (see HalfCloseWhenWritten).
+std::function<void()> DropConnection(std::shared_ptr<ConnShared> conn) {
+  return [conn] {
+    OnReactor(conn->reactor, [conn] {
+      std::lock_guard<std::mutex> lock(conn->mu);
+      if (conn->gone) return;
+      if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
     });
   };
 }
@@ -967,10 +1045,14 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
 
     auto margin = std::min<std::chrono::steady_clock::duration>(
         std::chrono::seconds(1), core_->options.keepalive_timeout / 4);
+    Core* core = core_;
     auto stream = std::make_shared<StreamImpl>(
         peer_, core_->registry, conn_->pending,
         std::chrono::steady_clock::now() + core_->options.keepalive_timeout - margin,
-        keep_alive_ ? nullptr : HalfCloseWhenWritten(conn_), resume_);
+        keep_alive_ ? nullptr : HalfCloseWhenWritten(conn_), resume_,
+        [core](std::function<void()> job) { return core->pool.Post(std::move(job)); },
+        DropConnection(conn_));
+    StreamImpl::WatchDrain(stream);
     if (!conn_->AddStream(stream)) return std::make_shared<ClosedStream>();
     if (!stream->Open(std::move(head))) {
       stream->MarkGone();
@@ -1311,6 +1393,7 @@ struct HttpServer::Impl {
       auto now = std::chrono::steady_clock::now();
       for (auto& s : core.registry->Snapshot()) {
         if (s->deadline() <= now) s->End();
+        s->CheckDrain(now);  // drops a stream whose client stopped reading
       }
       lock.lock();
     }

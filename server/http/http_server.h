@@ -99,6 +99,14 @@ class ResponseStream {
   // passes. Returns true when the limit was reached.
   virtual bool WaitPendingAtMost(std::size_t limit, std::chrono::milliseconds timeout) = 0;
 
+  // The same without a thread waiting: runs `callback` on a worker thread
+  // with true once PendingBytes() <= limit, or with false once the stream
+  // closed or `timeout` passed first. On a timeout the stream is dropped and
+  // its connection closed, so a client that stops reading holds a bounded
+  // amount of memory and nothing else. One callback at a time per stream.
+  virtual void WhenDrained(std::size_t limit, std::chrono::milliseconds timeout,
+                           std::function<void(bool drained)> callback) = 0;
+
   // Sends the final chunk: the response is complete and the connection is
   // free for the next request. Idempotent.
   virtual void End() = 0;

@@ -1,5 +1,11 @@
 // Boot and the event stream: shape, replay, live delivery, resume points,
 // Last-Event-ID, heartbeats, and streams ending on logout and password change.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "tests/api/harness.h"
@@ -98,6 +104,109 @@ TEST_F(BootStreamTest, BootOnAKeptAliveConnectionDoesNotWaitForDelayedAcks) {
   EXPECT_LT(fastest, 20ms) << "the fastest kept-alive boot took "
                            << std::chrono::duration_cast<std::chrono::microseconds>(fastest).count()
                            << " us: does the server send with Nagle's algorithm on?";
+}
+
+// A client that asks for a boot and then does not read it: a socket with a
+// small receive buffer that sends its request and reads only when told.
+class UnreadBoot {
+ public:
+  UnreadBoot(int port, const std::string& token) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int small = 4096;
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    const std::string request =
+        "GET /api/boot HTTP/1.1\r\nHost: x\r\nCookie: identity=" + token + "\r\n\r\n";
+    connected_ = connected_ && ::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) ==
+                                   static_cast<ssize_t>(request.size());
+  }
+  ~UnreadBoot() { ::close(fd_); }
+  bool connected() const { return connected_; }
+
+  // Reads the whole response now; returns the de-chunked body ("" on failure).
+  std::string ReadAll(std::chrono::milliseconds timeout) {
+    std::string raw;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    char buffer[65536];
+    while (raw.size() < 5 || raw.compare(raw.size() - 5, 5, "0\r\n\r\n") != 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return "";
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return "";
+      ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) return "";
+      raw.append(buffer, static_cast<std::size_t>(n));
+    }
+    std::size_t at = raw.find("\r\n\r\n");
+    if (at == std::string::npos) return "";
+    std::string body;
+    for (at += 4;;) {
+      std::size_t line_end = raw.find("\r\n", at);
+      if (line_end == std::string::npos) return "";
+      const std::size_t size = std::stoul(raw.substr(at, line_end - at), nullptr, 16);
+      if (size == 0) return body;
+      body.append(raw, line_end + 2, size);
+      at = line_end + 2 + size + 2;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+int PortOf(const std::string& base_url) {
+  return std::stoi(base_url.substr(base_url.rfind(':') + 1));
+}
+
+// Boots that clients stop reading used to hold one worker each until a
+// minute passed; with as many of them as workers, nothing else was answered.
+// Now each holds a bounded queue and no thread: a send, a login and a boot of
+// another client are answered meanwhile, and a stalled boot that is read
+// later arrives whole.
+TEST_F(BootStreamTest, BootsThatAreNotReadDoNotStallOtherRequests) {
+  Client owner = Setup("alice", "alice-password");
+  std::string conv = CreateConversation(owner, "big");
+  // About 8 MB of history: far more than socket buffers and the server's
+  // 1 MiB per-client queue.
+  const std::string body(8000, 'x');
+  constexpr int kMessages = 1000;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(HasStatus(owner.post("/api/conversations/" + conv, {{"body", body}}), 202));
+  }
+  const std::int64_t resume_point = ResumePoint(Boot(owner));
+
+  // More unread boots than the server has workers (8 at --threads 2).
+  std::vector<std::unique_ptr<UnreadBoot>> stalled;
+  for (int i = 0; i < 12; ++i) {
+    stalled.push_back(std::make_unique<UnreadBoot>(PortOf(owner.base_url()), *owner.token()));
+    ASSERT_TRUE(stalled.back()->connected());
+  }
+  std::this_thread::sleep_for(500ms);  // let them fill their queues
+
+  Client other = NewClient();
+  other.set_timeout(10s);
+  Response login =
+      other.post("/api/auth/login", {{"name", "alice"}, {"password", "alice-password"}});
+  ASSERT_TRUE(HasStatus(login, 200)) << "a login was not answered while boots went unread";
+  Response sent = other.post("/api/conversations/" + conv, {{"body", "still here"}});
+  ASSERT_TRUE(HasStatus(sent, 202)) << "a send was not answered while boots went unread";
+  Response boot = other.get("/api/boot");
+  ASSERT_TRUE(HasStatus(boot, 200)) << "a boot was not answered while boots went unread";
+  EXPECT_EQ(boot.json()["events"].size(), static_cast<std::size_t>(kMessages + 3));
+
+  // A stalled boot, read at last, is whole: every event up to its resume point.
+  std::string late = stalled.front()->ReadAll(30s);
+  ASSERT_FALSE(late.empty()) << "the stalled boot did not arrive whole once read";
+  Json late_boot = Json::parse(late, nullptr, false);
+  ASSERT_FALSE(late_boot.is_discarded());
+  EXPECT_EQ(ResumePoint(late_boot), resume_point);
+  EXPECT_EQ(late_boot["events"].size(), static_cast<std::size_t>(kMessages + 2));
 }
 
 TEST_F(BootStreamTest, ResumePointFollowsCommits) {
