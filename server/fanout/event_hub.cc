@@ -49,50 +49,54 @@ void EventHub::Stop() {
 
 void EventHub::Attach(std::shared_ptr<http::ResponseStream> stream, std::int64_t start,
                       const std::string& user_id, const std::string& token_hash) {
-  std::int64_t cursor = start;
+  ContinueReplay(std::make_shared<Replay>(Replay{std::move(stream), start, user_id, token_hash}));
+}
+
+void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
+  http::ResponseStream& stream = *replay->stream;
   std::vector<storage::Event> events;
   for (;;) {
     std::int64_t target;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ || stream->Closed()) {
-        stream->End();
+      if (stopping_ || stream.Closed()) {
+        stream.End();
         return;
       }
       target = published_;
-      if (cursor >= target) {
-        if (cursor < purged_through_) {
-          stream->End();  // a purge overtook the replay; the reconnect gets 410
+      if (replay->cursor >= target) {
+        if (replay->cursor < purged_through_) {
+          stream.End();  // a purge overtook the replay; the reconnect gets 410
           return;
         }
-        subscribers_.push_back(Subscriber{stream, cursor, user_id, token_hash, Clock::now()});
+        subscribers_.push_back(Subscriber{replay->stream, replay->cursor, replay->user_id,
+                                          replay->token_hash, Clock::now()});
         return;
       }
     }
-    // Replay (cursor, target] outside the lock, a page at a time, never
-    // holding a read transaction while the client reads.
-    while (cursor < target) {
-      events.clear();
-      storage::Status s = store_.ReadEvents(cursor, target, options_.read_page, &events);
-      if (!s.ok()) {
-        std::fprintf(stderr, "quire: stream replay failed: %s\n", s.ToString().c_str());
-        stream->End();
-        return;
-      }
-      if (events.empty()) {
-        cursor = target;  // the rest was purged
-        break;
-      }
-      for (const storage::Event& event : events) {
-        if (!stream->Write(EventChunk(event))) return;
-        cursor = event.seq;
-      }
-      if (events.size() < options_.read_page) cursor = target;
-      if (!stream->WaitPendingAtMost(options_.max_pending_bytes / 2, std::chrono::seconds(30))) {
-        stream->End();  // too slow to catch up; it reconnects from where it got
-        return;
-      }
+    // Replay one page of (cursor, target] outside the lock, never holding a
+    // read transaction while the client reads.
+    events.clear();
+    storage::Status s = store_.ReadEvents(replay->cursor, target, options_.read_page, &events);
+    if (!s.ok()) {
+      std::fprintf(stderr, "quire: stream replay failed: %s\n", s.ToString().c_str());
+      stream.End();
+      return;
     }
+    for (const storage::Event& event : events) {
+      if (!stream.Write(EventChunk(event))) return;
+      replay->cursor = event.seq;
+    }
+    if (events.size() < options_.read_page) replay->cursor = target;  // the rest was purged
+    if (events.empty()) continue;
+    // The next page once this one drained, on a worker; no thread waits for a
+    // slow client, and one that does not catch up within 30 s is dropped (it
+    // reconnects from where it got).
+    stream.WhenDrained(options_.max_pending_bytes / 2, std::chrono::seconds(30),
+                       [this, replay](bool drained) {
+                         if (drained) ContinueReplay(replay);
+                       });
+    return;
   }
 }
 

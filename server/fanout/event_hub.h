@@ -54,7 +54,8 @@ class EventHub final : public chat::SessionObserver {
   void Stop();
 
   // Replays events after `start` to `stream`, then keeps it live. Returns
-  // when the stream is live or ended; blocks while replaying.
+  // once the first page is queued: later pages follow as the client reads
+  // them (on HTTP workers, no thread waiting in between).
   void Attach(std::shared_ptr<http::ResponseStream> stream, std::int64_t start,
               const std::string& user_id, const std::string& token_hash);
 
@@ -72,6 +73,16 @@ class EventHub final : public chat::SessionObserver {
     std::string token_hash;
     std::chrono::steady_clock::time_point last_write;
   };
+
+  // A stream catching up from its start point.
+  struct Replay {
+    std::shared_ptr<http::ResponseStream> stream;
+    std::int64_t cursor = 0;  // highest sequence queued on the stream
+    std::string user_id;
+    std::string token_hash;
+  };
+  // Queues the next page of the replay, or makes the stream live.
+  void ContinueReplay(const std::shared_ptr<Replay>& replay);
 
   void Pump();
   // Publishes the events up to head.last_seq; a read failure is returned.

@@ -492,13 +492,6 @@ class StreamImpl final : public ResponseStream {
 
   std::size_t PendingBytes() const override { return pending_->bytes.load(); }
 
-  bool WaitPendingAtMost(std::size_t limit, std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lock(pending_->mu);
-    pending_->cv.wait_for(lock, timeout,
-                          [&] { return closed_flag_.load() || pending_->bytes.load() <= limit; });
-    return !closed_flag_.load() && pending_->bytes.load() <= limit;
-  }
-
   void WhenDrained(std::size_t limit, std::chrono::milliseconds timeout,
                    std::function<void(bool)> callback) override {
     {
@@ -621,7 +614,6 @@ class ClosedStream final : public ResponseStream {
  public:
   bool Write(ChunkPtr) override { return false; }
   std::size_t PendingBytes() const override { return 0; }
-  bool WaitPendingAtMost(std::size_t, std::chrono::milliseconds) override { return false; }
   void WhenDrained(std::size_t, std::chrono::milliseconds,
                    std::function<void(bool)> callback) override {
     if (callback) callback(false);

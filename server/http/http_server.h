@@ -95,11 +95,7 @@ class ResponseStream {
   // Bytes queued but not yet written to the socket.
   virtual std::size_t PendingBytes() const = 0;
 
-  // Waits until PendingBytes() <= limit, the client goes, or the timeout
-  // passes. Returns true when the limit was reached.
-  virtual bool WaitPendingAtMost(std::size_t limit, std::chrono::milliseconds timeout) = 0;
-
-  // The same without a thread waiting: runs `callback` on a worker thread
+  // Runs `callback` on a worker thread, no thread waiting meanwhile,
   // with true once PendingBytes() <= limit, or with false once the stream
   // closed or `timeout` passed first. On a timeout the stream is dropped and
   // its connection closed, so a client that stops reading holds a bounded

@@ -34,6 +34,17 @@ class CurlEnvironment : public ::testing::Environment {
 };
 [[maybe_unused]] auto* const curl_env = ::testing::AddGlobalTestEnvironment(new CurlEnvironment);
 
+// WhenDrained, waited for by the test: the callback's argument, or nullopt
+// when it did not run within `wait`.
+std::optional<bool> Drained(ResponseStream& stream, std::size_t limit,
+                            std::chrono::milliseconds timeout, std::chrono::milliseconds wait) {
+  auto done = std::make_shared<std::promise<bool>>();
+  std::future<bool> result = done->get_future();
+  stream.WhenDrained(limit, timeout, [done](bool drained) { done->set_value(drained); });
+  if (result.wait_for(wait) != std::future_status::ready) return std::nullopt;
+  return result.get();
+}
+
 // ---------------------------------------------------------------------------
 // Clients.
 
@@ -716,7 +727,7 @@ TEST_F(HttpServerTest, ChunksQueuedBehindASlowClientArriveInOrderThenTheConnecti
       10000ms));
   ASSERT_EQ(got.size(), static_cast<std::size_t>(kChunks));
   for (int i = 0; i < kChunks; ++i) ASSERT_EQ(got[i], std::to_string(i) + pad) << i;
-  EXPECT_TRUE(stream->WaitPendingAtMost(0, 3000ms) || stream->Closed());
+  EXPECT_TRUE(Drained(*stream, 0, 3000ms, 5000ms).value_or(false) || stream->Closed());
 
   std::string body;
   ASSERT_TRUE(c.ReadResponse(&head, &body));
@@ -790,7 +801,11 @@ TEST_F(HttpServerTest, StreamOutlivesHeaderTimeoutAndEndsAtKeepalive) {
   EXPECT_TRUE(stream->Closed());
 }
 
-TEST_F(HttpServerTest, PendingBytesGrowForAClientThatDoesNotRead) {
+// WhenDrained calls back, on a worker and with no thread waiting meanwhile,
+// once the client read enough, at once when it already has, with false once
+// the client goes, and with false after its timeout, when the stream is
+// dropped and the connection closed.
+TEST_F(HttpServerTest, WhenDrainedFollowsAClientThatReadsStopsOrGoes) {
   StartServer();
   auto c = std::make_unique<RawClient>(server_->port(), /*rcvbuf=*/4096);
   c->Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -800,29 +815,40 @@ TEST_F(HttpServerTest, PendingBytesGrowForAClientThatDoesNotRead) {
   for (int i = 0; i < 256; ++i) ASSERT_TRUE(stream->Write(chunk));  // 16 MiB
   std::size_t pending = stream->PendingBytes();
   EXPECT_GT(pending, 4u << 20) << "the kernel cannot have taken 12 MiB";
-  auto start = Clock::now();
-  EXPECT_FALSE(stream->WaitPendingAtMost(0, 300ms));
-  EXPECT_GE(Clock::now() - start, 290ms);
-  EXPECT_TRUE(stream->WaitPendingAtMost(pending + chunk->bytes().size(), 10ms));
+  EXPECT_EQ(Drained(*stream, pending + chunk->bytes().size(), 10s, 1000ms), true)
+      << "already below the limit: called back at once";
 
-  // Reading drains it.
+  // Called back once the client reads, not before.
+  auto done = std::make_shared<std::promise<bool>>();
+  std::future<bool> drained = done->get_future();
+  stream->WhenDrained(0, 10s, [done](bool d) { done->set_value(d); });
+  EXPECT_EQ(drained.wait_for(300ms), std::future_status::timeout) << "called back before draining";
   std::thread reader(
       [&] { c->ReadUntil([](const std::string& b) { return b.size() > (16u << 20); }, 5000ms); });
-  EXPECT_TRUE(stream->WaitPendingAtMost(0, 5000ms));
+  ASSERT_EQ(drained.wait_for(5000ms), std::future_status::ready);
+  EXPECT_TRUE(drained.get());
   EXPECT_EQ(stream->PendingBytes(), 0u);
   reader.join();
 
-  // A client that goes wakes a waiter at once.
+  // A client that goes: false at once.
   for (int i = 0; i < 256; ++i) stream->Write(chunk);
   std::thread closer([&] {
     std::this_thread::sleep_for(100ms);
     c.reset();
   });
-  start = Clock::now();
-  EXPECT_FALSE(stream->WaitPendingAtMost(0, 3000ms));
-  EXPECT_LT(Clock::now() - start, 2000ms);
+  EXPECT_EQ(Drained(*stream, 0, 30s, 3000ms), false);
   closer.join();
   EXPECT_TRUE(stream->Closed());
+
+  // A client that stops reading: false after the timeout, and disconnected.
+  RawClient stalled(server_->port(), /*rcvbuf=*/4096);
+  stalled.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto second = box_.Take();
+  ASSERT_TRUE(second);
+  for (int i = 0; i < 256; ++i) second->Write(chunk);
+  EXPECT_EQ(Drained(*second, 0, 300ms, 5000ms), false);
+  EXPECT_TRUE(second->Closed());
+  EXPECT_TRUE(stalled.WaitEof(10s)) << "the connection of a stalled client stayed open";
 }
 
 TEST_F(HttpServerTest, ShutdownWithOpenStreamsIsQuickAndEndsThem) {
