@@ -87,6 +87,10 @@ int Serve(const quire::ServeConfig& config) {
   chat::ChatService service(*store, committer, clock, config.policy);
   fanout::HubOptions hub_options;
   hub_options.heartbeat = std::chrono::seconds(config.heartbeat_seconds);
+  // A commit's 202s are queued before its events' stream bytes.
+  hub_options.before_publish = [&committer] {
+    committer.AwaitReplies(std::chrono::milliseconds(20));
+  };
   fanout::EventHub hub(*store, hub_options);
   service.set_session_observer(&hub);
   status = hub.Start();

@@ -32,6 +32,12 @@ storage::Write Committer::SubmitAndWait(storage::Write write) {
   return result.get();
 }
 
+void Committer::AwaitReplies(std::chrono::milliseconds limit) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const std::uint64_t started = batches_started_;
+  answered_.wait_for(lock, limit, [&] { return batches_answered_ >= started; });
+}
+
 void Committer::Run() {
   std::vector<Completion> completions;
   std::vector<storage::Write> writes;
@@ -45,11 +51,17 @@ void Committer::Run() {
         completions.push_back(std::move(queue_.front().done));
         queue_.pop_front();
       }
+      ++batches_started_;
     }
     store_.Apply(writes);  // one transaction for the whole batch
     for (std::size_t i = 0; i < writes.size(); ++i) completions[i](std::move(writes[i]));
     writes.clear();
     completions.clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++batches_answered_;
+    }
+    answered_.notify_all();
   }
 }
 

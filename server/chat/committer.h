@@ -14,8 +14,10 @@
 // is queued, runs its completions, then stops.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -44,6 +46,11 @@ class Committer {
   // anyway (password hashing, tests).
   storage::Write SubmitAndWait(storage::Write write);
 
+  // Waits (at most `limit`) until every batch started so far has run its
+  // completions. The event pump calls it when a commit woke it, so that the
+  // replies of that commit are queued before the stream bytes of its events.
+  void AwaitReplies(std::chrono::milliseconds limit);
+
  private:
   struct Pending {
     storage::Write write;
@@ -56,6 +63,9 @@ class Committer {
   std::mutex mu_;
   std::condition_variable work_;
   std::deque<Pending> queue_;
+  std::uint64_t batches_started_ = 0;   // guarded by mu_
+  std::uint64_t batches_answered_ = 0;  // guarded by mu_
+  std::condition_variable answered_;
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "storage/sqlite/sqlite_store.h"
@@ -80,6 +81,43 @@ TEST(CommitterTest, SubmitAndWaitReturnsTheOutcome) {
     storage::Write again = committer.SubmitAndWait(NewConversation(1));  // the same id and name
     EXPECT_FALSE(again.status.ok());
     EXPECT_EQ(again.last_seq, 0);
+  }
+  store.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// The event pump waits with AwaitReplies until a commit's replies are queued,
+// so that they go out before the stream bytes of its events.
+TEST(CommitterTest, AwaitRepliesReturnsOnlyOnceTheStartedBatchesRanTheirCompletions) {
+  char dir_template[] = "/tmp/quire-committer-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  std::unique_ptr<storage::Store> store;
+  ASSERT_TRUE(storage::OpenSqliteStore(dir + "/quire.db", &store).ok());
+  {
+    Committer committer(*store);
+    std::promise<void> completion_started, release_completion;
+    std::shared_future<void> released = release_completion.get_future().share();
+    committer.Submit(NewConversation(1), [&](storage::Write) {
+      completion_started.set_value();
+      released.wait();  // a reply still being queued
+    });
+    completion_started.get_future().wait();
+    std::promise<void> awaited;
+    std::future<void> returned = awaited.get_future();
+    std::thread pump([&] {
+      committer.AwaitReplies(std::chrono::seconds(10));
+      awaited.set_value();
+    });
+    EXPECT_EQ(returned.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+        << "AwaitReplies returned while a completion of the batch was still running";
+    release_completion.set_value();
+    EXPECT_EQ(returned.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    pump.join();
+    // Nothing started since: at once.
+    const auto start = std::chrono::steady_clock::now();
+    committer.AwaitReplies(std::chrono::seconds(10));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   }
   store.reset();
   std::filesystem::remove_all(dir);

@@ -110,6 +110,7 @@ void EventHub::Pump() {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return;
     }
+    if (options_.before_publish) options_.before_publish();
     storage::Head head;
     storage::Status s = store_.GetHead(&head);
     if (s.ok()) s = PublishNew(head);

@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,10 @@ struct HubOptions {
   std::chrono::milliseconds heartbeat{30000};
   std::size_t max_pending_bytes = 1 << 20;  // ~2,700 events; bounds memory per stream
   std::size_t read_page = 1024;             // events per store read
+  // Runs on the pump after a commit woke it, before its events are queued on
+  // the streams: the server waits there until the commit's replies are queued
+  // (Committer::AwaitReplies), so no 202 waits behind stream bytes.
+  std::function<void()> before_publish;
 };
 
 class EventHub final : public chat::SessionObserver {
