@@ -26,12 +26,27 @@ storage::Write NewConversation(int i) {
       storage::Status::Ok(), 0};
 }
 
-TEST(CommitterTest, OneThreadSubmitsManyWritesWithoutWaitingAndEachCompletesAfterItsCommit) {
-  char dir_template[] = "/tmp/quire-committer-XXXXXX";
-  ASSERT_NE(mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
+// A real SQLite store in a fresh folder, removed afterwards.
+class CommitterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir_template[] = "/tmp/quire-committer-XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    dir_ = dir_template;
+    ASSERT_TRUE(storage::OpenSqliteStore(dir_ + "/quire.db", &store).ok());
+  }
+  void TearDown() override {
+    store.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
   std::unique_ptr<storage::Store> store;
-  ASSERT_TRUE(storage::OpenSqliteStore(dir + "/quire.db", &store).ok());
+
+ private:
+  std::string dir_;
+};
+
+TEST_F(CommitterTest, OneThreadSubmitsManyWritesWithoutWaitingAndEachCompletesAfterItsCommit) {
   constexpr int kWrites = 300;
   std::mutex mu;
   std::vector<std::int64_t> seqs(kWrites, -1);
@@ -63,16 +78,9 @@ TEST(CommitterTest, OneThreadSubmitsManyWritesWithoutWaitingAndEachCompletesAfte
     }
     EXPECT_GE(heads[i], seqs[i]) << "write " << i << " completed before its commit was visible";
   }
-  store.reset();
-  std::filesystem::remove_all(dir);
 }
 
-TEST(CommitterTest, SubmitAndWaitReturnsTheOutcome) {
-  char dir_template[] = "/tmp/quire-committer-XXXXXX";
-  ASSERT_NE(mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
-  std::unique_ptr<storage::Store> store;
-  ASSERT_TRUE(storage::OpenSqliteStore(dir + "/quire.db", &store).ok());
+TEST_F(CommitterTest, SubmitAndWaitReturnsTheOutcome) {
   {
     Committer committer(*store);
     storage::Write first = committer.SubmitAndWait(NewConversation(1));
@@ -82,18 +90,11 @@ TEST(CommitterTest, SubmitAndWaitReturnsTheOutcome) {
     EXPECT_FALSE(again.status.ok());
     EXPECT_EQ(again.last_seq, 0);
   }
-  store.reset();
-  std::filesystem::remove_all(dir);
 }
 
 // The event pump waits with AwaitReplies until a commit's replies are queued,
 // so that they go out before the stream bytes of its events.
-TEST(CommitterTest, AwaitRepliesReturnsOnlyOnceTheStartedBatchesRanTheirCompletions) {
-  char dir_template[] = "/tmp/quire-committer-XXXXXX";
-  ASSERT_NE(mkdtemp(dir_template), nullptr);
-  const std::string dir = dir_template;
-  std::unique_ptr<storage::Store> store;
-  ASSERT_TRUE(storage::OpenSqliteStore(dir + "/quire.db", &store).ok());
+TEST_F(CommitterTest, AwaitRepliesReturnsOnlyOnceTheStartedBatchesRanTheirCompletions) {
   {
     Committer committer(*store);
     std::promise<void> completion_started, release_completion;
@@ -119,8 +120,6 @@ TEST(CommitterTest, AwaitRepliesReturnsOnlyOnceTheStartedBatchesRanTheirCompleti
     committer.AwaitReplies(std::chrono::seconds(10));
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   }
-  store.reset();
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -722,31 +722,30 @@ struct ConnShared {
   }
 };
 
-// Half-closes the connection (FIN after what was written) once the answer is
-// written, on the reactor thread and only while the connection is still ours:
-// Pistache closes the fd on a disconnect (after onDisconnection marked it
-// gone) or on a timeout (after which the peer is destroyed and the weak
-// pointer expired), and a closed fd number may already be someone else's.
-std::function<void()> HalfCloseWhenWritten(std::shared_ptr<ConnShared> conn) {
-  return [conn] {
-    OnReactor(conn->reactor, [conn] {
+// Shuts the connection's socket down (`how`: SHUT_WR or SHUT_RDWR) on the
+// reactor thread and only while the connection is still ours: Pistache closes
+// the fd on a disconnect (after onDisconnection marked it gone) or on a
+// timeout (after which the peer is destroyed and the weak pointer expired),
+// and a closed fd number may already be someone else's.
+std::function<void()> ShutdownSocket(std::shared_ptr<ConnShared> conn, int how) {
+  return [conn, how] {
+    OnReactor(conn->reactor, [conn, how] {
       std::lock_guard<std::mutex> lock(conn->mu);
       if (conn->gone) return;
-      if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), SHUT_WR);
+      if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), how);
     });
   };
 }
 
-// Closes the connection at once (both directions), on the reactor thread and
-// only while the connection is still ours (see HalfCloseWhenWritten).
+// Half-closes the connection (FIN after what was written); run once the
+// answer is written.
+std::function<void()> HalfCloseWhenWritten(std::shared_ptr<ConnShared> conn) {
+  return ShutdownSocket(std::move(conn), SHUT_WR);
+}
+
+// Closes the connection at once, both directions.
 std::function<void()> DropConnection(std::shared_ptr<ConnShared> conn) {
-  return [conn] {
-    OnReactor(conn->reactor, [conn] {
-      std::lock_guard<std::mutex> lock(conn->mu);
-      if (conn->gone) return;
-      if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
-    });
-  };
+  return ShutdownSocket(std::move(conn), SHUT_RDWR);
 }
 
 // What the guard learned from a request's header block.
@@ -1495,11 +1494,7 @@ void HttpServer::Shutdown() {
     if (live.empty() || std::chrono::steady_clock::now() >= close_deadline) break;
     for (auto& conn : live) {
       if (!asked.emplace(conn.get(), conn).second) continue;
-      OnReactor(conn->reactor, [conn] {
-        std::lock_guard<std::mutex> lock(conn->mu);
-        if (conn->gone) return;
-        if (auto peer = conn->peer.lock()) ::shutdown(peer->fd(), SHUT_RDWR);
-      });
+      DropConnection(conn)();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
