@@ -6,8 +6,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
-
 #include "tests/api/harness.h"
 
 namespace quire::apitest {
@@ -160,10 +158,6 @@ class UnreadBoot {
   bool connected_ = false;
 };
 
-int PortOf(const std::string& base_url) {
-  return std::stoi(base_url.substr(base_url.rfind(':') + 1));
-}
-
 // Boots that clients stop reading used to hold one worker each until a
 // minute passed; with as many of them as workers, nothing else was answered.
 // Now each holds a bounded queue and no thread: a send, a login and a boot of
@@ -184,7 +178,7 @@ TEST_F(BootStreamTest, BootsThatAreNotReadDoNotStallOtherRequests) {
   // More unread boots than the server has workers (8 at --threads 2).
   std::vector<std::unique_ptr<UnreadBoot>> stalled;
   for (int i = 0; i < 12; ++i) {
-    stalled.push_back(std::make_unique<UnreadBoot>(PortOf(owner.base_url()), *owner.token()));
+    stalled.push_back(std::make_unique<UnreadBoot>(server().port(), *owner.token()));
     ASSERT_TRUE(stalled.back()->connected());
   }
   std::this_thread::sleep_for(500ms);  // let them fill their queues
@@ -496,14 +490,6 @@ TEST_F(BootStreamTest, BootOfMoreThanOnePageEqualsTheStreamsHistory) {
   for (std::size_t i = 0; i < streamed.size(); ++i) {
     ASSERT_EQ(streamed[i].data, events[i]) << "event " << i << " of " << events.size();
   }
-}
-
-// Largest send buffer the kernel grants a socket, in bytes.
-std::size_t MaxSendBuffer() {
-  std::ifstream in("/proc/sys/net/ipv4/tcp_wmem");
-  std::size_t min = 0, def = 0, max = 0;
-  if (in >> min >> def >> max) return max;
-  return 4 << 20;
 }
 
 // docs/api: the server ends a stream whose client reads too slowly (over

@@ -741,6 +741,13 @@ bool ParseRaw(RawResponse& r) {
 
 }  // namespace
 
+std::size_t MaxSendBuffer() {
+  std::ifstream in("/proc/sys/net/ipv4/tcp_wmem");
+  std::size_t min = 0, def = 0, max = 0;
+  if (in >> min >> def >> max) return max;
+  return 4 << 20;
+}
+
 RawResponse SendRaw(const std::string& host, int port, const std::string& bytes,
                     std::chrono::milliseconds timeout, const std::vector<std::size_t>& split_at) {
   RawResponse r;

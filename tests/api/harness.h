@@ -219,6 +219,10 @@ struct RawResponse {
   std::string Describe() const;
 };
 
+// Largest send buffer the kernel grants a socket, in bytes (for tests that
+// must queue more than the kernel can hold for a client that does not read).
+std::size_t MaxSendBuffer();
+
 // Connects to host:port, sends `bytes` (in `pieces` parts, if given, with a
 // short pause between them), then reads one HTTP response framed by
 // Content-Length or chunked encoding, or until the server closes.

@@ -1,6 +1,5 @@
 // Retention: message and conversation expiry, tombstones, purge, the purge
 // horizon (410) and streams overtaken by a purge. Short flags, no long sleeps.
-#include <fstream>
 
 #include "tests/api/harness.h"
 
@@ -197,14 +196,6 @@ TEST_F(PurgeTest, PurgeRemovesHistoryAndStaleResumePointsGet410) {
   EXPECT_FALSE(caught_up->ended());
   std::string later = CreateConversation(owner, "later");
   EXPECT_TRUE(WaitForKey(*caught_up, "conversation created " + later, 5s));
-}
-
-// Largest send buffer the kernel grants a socket, in bytes.
-std::size_t MaxSendBuffer() {
-  std::ifstream in("/proc/sys/net/ipv4/tcp_wmem");
-  std::size_t min = 0, def = 0, max = 0;
-  if (in >> min >> def >> max) return max;
-  return 4 << 20;
 }
 
 // A reader that stops reading falls behind while its events are deleted and
