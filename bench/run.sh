@@ -254,10 +254,10 @@ fanout_nchan() {  # streams rate senders; a fresh nginx each time (no buffered m
 }
 
 if wants fanout; then
-  say "== fan-out: full speed (8 sender connections) at 0, 100, 1000 streams; then fixed rates to 1000 streams (32 sender connections) =="
+  say "== fan-out: full speed with 4 and 32 publishers (each waits for its 202) at 1,000 and 5,000 streams; then a fixed rate =="
   # streams, offered sends/s (0: full speed), sender connections (more for a
   # fixed rate, so that slow answers do not cap the offered rate)
-  configs=("0 0 8" "100 0 8" "1000 0 8" "1000 50 32" "1000 100 32" "1000 160 32")
+  configs=("0 0 8" "1000 0 4" "1000 0 32" "5000 0 4" "5000 0 32" "1000 100 32" "5000 20 32")
   for c in "${configs[@]}"; do
     read -r streams rate senders <<<"$c"
     measure fanout_quire "$streams" "$rate" "$senders"

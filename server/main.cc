@@ -83,7 +83,16 @@ int Serve(const quire::ServeConfig& config) {
   }
 
   chat::SystemClock clock;
-  chat::Committer committer(*store);
+  // The committer waits for the event streams (EventHub::Pace) once the hub
+  // runs; unlinked before the hub goes.
+  struct PaceLink {
+    std::mutex mu;
+    fanout::EventHub* hub = nullptr;
+  } pace_link;
+  chat::Committer committer(*store, 256, [&pace_link](std::int64_t committed_seq) {
+    std::lock_guard<std::mutex> lock(pace_link.mu);
+    if (pace_link.hub) pace_link.hub->Pace(committed_seq);
+  });
   chat::ChatService service(*store, committer, clock, config.policy);
   fanout::HubOptions hub_options;
   hub_options.heartbeat = std::chrono::seconds(config.heartbeat_seconds);
@@ -93,6 +102,14 @@ int Serve(const quire::ServeConfig& config) {
   };
   fanout::EventHub hub(*store, hub_options);
   service.set_session_observer(&hub);
+  std::unique_ptr<PaceLink, void (*)(PaceLink*)> unlink_pace(&pace_link, [](PaceLink* link) {
+    std::lock_guard<std::mutex> lock(link->mu);
+    link->hub = nullptr;  // runs before the hub goes, on every return
+  });
+  {
+    std::lock_guard<std::mutex> lock(pace_link.mu);
+    pace_link.hub = &hub;
+  }
   status = hub.Start();
   if (!status.ok()) {
     std::fprintf(stderr, "quire: cannot read the database: %s\n", status.ToString().c_str());

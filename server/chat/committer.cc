@@ -1,12 +1,13 @@
 #include "server/chat/committer.h"
 
+#include <algorithm>
 #include <future>
 #include <vector>
 
 namespace quire::chat {
 
-Committer::Committer(storage::Store& store, std::size_t max_batch)
-    : store_(store), max_batch_(max_batch), thread_([this] { Run(); }) {}
+Committer::Committer(storage::Store& store, std::size_t max_batch, Pace pace)
+    : store_(store), max_batch_(max_batch), pace_(std::move(pace)), thread_([this] { Run(); }) {}
 
 Committer::~Committer() {
   {
@@ -54,6 +55,10 @@ void Committer::Run() {
       ++batches_started_;
     }
     store_.Apply(writes);  // one transaction for the whole batch
+    std::int64_t committed_seq = 0;
+    for (const storage::Write& w : writes) {
+      if (w.status.ok()) committed_seq = std::max(committed_seq, w.last_seq);
+    }
     for (std::size_t i = 0; i < writes.size(); ++i) completions[i](std::move(writes[i]));
     writes.clear();
     completions.clear();
@@ -62,6 +67,7 @@ void Committer::Run() {
       ++batches_answered_;
     }
     answered_.notify_all();
+    if (pace_) pace_(committed_seq);
   }
 }
 

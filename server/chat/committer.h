@@ -29,7 +29,13 @@ namespace quire::chat {
 
 class Committer {
  public:
-  explicit Committer(storage::Store& store, std::size_t max_batch = 256);
+  // Runs on the committer thread after each batch's completions, with the
+  // highest sequence the batch committed (0 if none). It may wait there: the
+  // server waits while its event streams are more than one batch behind, so
+  // that writes batch up instead of running ahead of the fan-out.
+  using Pace = std::function<void(std::int64_t committed_seq)>;
+
+  explicit Committer(storage::Store& store, std::size_t max_batch = 256, Pace pace = nullptr);
   ~Committer();  // applies what is queued, then stops
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
@@ -60,6 +66,7 @@ class Committer {
 
   storage::Store& store_;
   const std::size_t max_batch_;
+  const Pace pace_;
   std::mutex mu_;
   std::condition_variable work_;
   std::deque<Pending> queue_;

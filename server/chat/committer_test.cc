@@ -122,5 +122,54 @@ TEST_F(CommitterTest, AwaitRepliesReturnsOnlyOnceTheStartedBatchesRanTheirComple
   }
 }
 
+// The server paces the committer by its event streams: Pace runs after a
+// batch's completions, with the batch's highest sequence, and while it waits
+// the writes submitted meanwhile gather into the next batch.
+TEST_F(CommitterTest, PaceRunsAfterEachBatchAndWritesGatherWhileItWaits) {
+  std::mutex mu;
+  std::vector<std::int64_t> paced;      // the sequences Pace was given
+  std::vector<std::int64_t> completed;  // last_seq of every completion, in order
+  std::promise<void> first_paced, release_pace;
+  std::shared_future<void> released = release_pace.get_future().share();
+  {
+    Committer committer(*store, 256, [&](std::int64_t seq) {
+      bool first;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        first = paced.empty();
+        paced.push_back(seq);
+        // Every completion of the batch ran before its Pace.
+        EXPECT_FALSE(completed.empty());
+        if (!completed.empty()) {
+          EXPECT_EQ(completed.back(), seq);
+        }
+      }
+      if (first) {
+        first_paced.set_value();
+        released.wait();  // the streams are behind: the committer waits here
+      }
+    });
+    auto record = [&](storage::Write w) {
+      std::lock_guard<std::mutex> lock(mu);
+      completed.push_back(w.last_seq);
+    };
+    committer.Submit(NewConversation(0), record);
+    first_paced.get_future().wait();
+    for (int i = 1; i <= 20; ++i) committer.Submit(NewConversation(i), record);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      EXPECT_EQ(completed.size(), 1u) << "a batch was committed while Pace waited";
+    }
+    release_pace.set_value();
+  }
+  ASSERT_EQ(completed.size(), 21u);
+  for (std::size_t i = 1; i < completed.size(); ++i) EXPECT_GT(completed[i], completed[i - 1]);
+  // The 20 writes that waited went in one batch: two Pace calls in all.
+  ASSERT_EQ(paced.size(), 2u);
+  EXPECT_EQ(paced[0], completed[0]);
+  EXPECT_EQ(paced[1], completed.back());
+}
+
 }  // namespace
 }  // namespace quire::chat

@@ -31,6 +31,7 @@ storage::Status EventHub::Start() {
     std::lock_guard<std::mutex> lock(mu_);
     published_ = head.last_seq;
     purged_through_ = head.purged_through;
+    PublishedTo(published_);
   }
   pump_ = std::thread([this] { Pump(); });
   return storage::Status::Ok();
@@ -41,8 +42,9 @@ void EventHub::Stop() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ && !pump_.joinable()) return;
     stopping_ = true;
-    for (Subscriber& sub : subscribers_) sub.stream->End();
+    for (const auto& sub : subscribers_) sub->stream->End();
     subscribers_.clear();
+    PublishedTo(published_);
   }
   if (pump_.joinable()) pump_.join();
 }
@@ -69,8 +71,8 @@ void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
           stream.End();  // a purge overtook the replay; the reconnect gets 410
           return;
         }
-        subscribers_.push_back(Subscriber{replay->stream, replay->cursor, replay->user_id,
-                                          replay->token_hash, Clock::now()});
+        subscribers_.push_back(std::make_shared<Subscriber>(Subscriber{
+            replay->stream, replay->cursor, replay->user_id, replay->token_hash, Clock::now()}));
         return;
       }
     }
@@ -127,6 +129,13 @@ void EventHub::Pump() {
   }
 }
 
+struct EventHub::Page {
+  std::vector<storage::Event> events;
+  std::string frames;                // every frame of the page, back to back
+  std::vector<std::size_t> offsets;  // where each event's frame starts in `frames`
+  http::ChunkPtr whole;              // all of `frames`, for streams level with the hub
+};
+
 storage::Status EventHub::PublishNew(const storage::Head& head) {
   std::int64_t cursor;
   {
@@ -138,50 +147,75 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     }
     cursor = published_;
   }
-  std::vector<storage::Event> events;
-  std::string frames;                // every frame of the page, back to back
-  std::vector<std::size_t> offsets;  // where each event's frame starts in `frames`
+  Page page;
   while (cursor < head.last_seq) {
-    events.clear();
-    storage::Status s = store_.ReadEvents(cursor, head.last_seq, options_.read_page, &events);
+    page.events.clear();
+    storage::Status s = store_.ReadEvents(cursor, head.last_seq, options_.read_page, &page.events);
     if (!s.ok()) return s;
     // Render the page once; streams that are level with the hub (nearly all)
     // share one chunk holding every frame of it: one write per stream per page.
-    frames.clear();
-    offsets.clear();
-    for (const storage::Event& event : events) {
-      offsets.push_back(frames.size());
-      chat::AppendEventFrame(frames, event);
+    page.frames.clear();
+    page.offsets.clear();
+    for (const storage::Event& event : page.events) {
+      page.offsets.push_back(page.frames.size());
+      chat::AppendEventFrame(page.frames, event);
     }
-    const auto whole_page = http::MakeChunk(frames);
+    page.whole = http::MakeChunk(page.frames);
+    // Write to the streams without the lock: joining streams, session ends
+    // and Pace never wait for a fan-out in progress.
+    if (!page.events.empty()) {
+      for (const auto& sub : Snapshot()) DeliverPage(*sub, page);
+    }
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return storage::Status::Ok();
-    if (!events.empty()) {
-      const std::int64_t first = events.front().seq;
-      const std::int64_t last = events.back().seq;
-      for (Subscriber& sub : subscribers_) {
-        if (sub.cursor >= last) continue;
-        if (sub.cursor < first) {
-          if (Deliver(sub, whole_page)) sub.cursor = last;
-          continue;
-        }
-        // A stream that joined ahead of the hub gets only what it lacks.
-        const auto next =
-            std::upper_bound(events.begin(), events.end(), sub.cursor,
-                             [](std::int64_t seq, const storage::Event& e) { return seq < e.seq; });
-        const std::size_t from = offsets[static_cast<std::size_t>(next - events.begin())];
-        if (Deliver(sub, http::MakeChunk(std::string_view(frames).substr(from)))) {
-          sub.cursor = last;
-        }
-      }
-      published_ = last;
+    if (!page.events.empty()) {
+      // Streams that joined while the page went out get what they lack
+      // before published_ moves past it (they joined at published_ or later).
+      for (const auto& sub : subscribers_) DeliverPage(*sub, page);
+      published_ = page.events.back().seq;
     }
     // A short page means nothing else is retained up to the head.
-    if (events.size() < options_.read_page) published_ = head.last_seq;
+    if (page.events.size() < options_.read_page) published_ = head.last_seq;
     cursor = published_;
-    std::erase_if(subscribers_, [](const Subscriber& sub) { return sub.stream->Closed(); });
+    std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
+    PublishedTo(published_);
   }
   return storage::Status::Ok();
+}
+
+void EventHub::DeliverPage(Subscriber& sub, const Page& page) {
+  const std::int64_t first = page.events.front().seq;
+  const std::int64_t last = page.events.back().seq;
+  if (sub.cursor >= last) return;
+  if (sub.cursor < first) {
+    if (Deliver(sub, page.whole)) sub.cursor = last;
+    return;
+  }
+  // A stream that joined ahead of the hub gets only what it lacks.
+  const auto next =
+      std::upper_bound(page.events.begin(), page.events.end(), sub.cursor,
+                       [](std::int64_t seq, const storage::Event& e) { return seq < e.seq; });
+  const std::size_t from = page.offsets[static_cast<std::size_t>(next - page.events.begin())];
+  if (Deliver(sub, http::MakeChunk(std::string_view(page.frames).substr(from)))) {
+    sub.cursor = last;
+  }
+}
+
+std::vector<std::shared_ptr<EventHub::Subscriber>> EventHub::Snapshot() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return subscribers_;
+}
+
+void EventHub::PublishedTo(std::int64_t seq) {
+  {
+    std::lock_guard<std::mutex> lock(pace_mu_);
+    pace_published_ = seq;
+    pace_idle_ = stopping_ || subscribers_.empty();
+    while (!unpublished_.empty() && (pace_idle_ || unpublished_.front().seq <= seq)) {
+      unpublished_.pop_front();
+    }
+  }
+  pace_cv_.notify_all();
 }
 
 bool EventHub::Deliver(Subscriber& sub, const http::ChunkPtr& chunk) {
@@ -195,19 +229,19 @@ bool EventHub::Deliver(Subscriber& sub, const http::ChunkPtr& chunk) {
 }
 
 void EventHub::SendHeartbeats(Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (Subscriber& sub : subscribers_) {
-    if (now - sub.last_write >= options_.heartbeat) Deliver(sub, heartbeat_chunk_);
+  for (const auto& sub : Snapshot()) {
+    if (now - sub->last_write >= options_.heartbeat) Deliver(*sub, heartbeat_chunk_);
   }
-  std::erase_if(subscribers_, [](const Subscriber& sub) { return sub.stream->Closed(); });
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
 }
 
 void EventHub::EndWhere(const std::function<bool(const Subscriber&)>& predicate) {
   // Called with mu_ held.
-  for (Subscriber& sub : subscribers_) {
-    if (predicate(sub)) sub.stream->End();
+  for (const auto& sub : subscribers_) {
+    if (predicate(*sub)) sub->stream->End();
   }
-  std::erase_if(subscribers_, [](const Subscriber& sub) { return sub.stream->Closed(); });
+  std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
 }
 
 void EventHub::SessionEnded(const std::string& token_hash) {
@@ -219,6 +253,24 @@ void EventHub::UserSessionsEnded(const std::string& user_id, const std::string& 
   std::lock_guard<std::mutex> lock(mu_);
   EndWhere([&](const Subscriber& sub) {
     return sub.user_id == user_id && sub.token_hash != kept_token_hash;
+  });
+}
+
+void EventHub::Pace(std::int64_t committed_seq) {
+  const auto now = Clock::now();
+  std::unique_lock<std::mutex> lock(pace_mu_);
+  const std::int64_t previous = pace_behind_;
+  if (committed_seq > pace_behind_) {
+    pace_behind_ = committed_seq;
+    if (!pace_idle_ && committed_seq > pace_published_) {
+      unpublished_.push_back(Committed{committed_seq, now});
+    }
+  }
+  pace_cv_.wait_for(lock, options_.pace_wait,
+                    [&] { return pace_idle_ || pace_published_ >= previous; });
+  pace_cv_.wait_until(lock, now + std::chrono::seconds(1), [&] {
+    return pace_idle_ || unpublished_.empty() ||
+           Clock::now() - unpublished_.front().at < options_.max_lag;
   });
 }
 

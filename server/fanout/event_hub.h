@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -45,6 +46,11 @@ struct HubOptions {
   // the streams: the server waits there until the commit's replies are queued
   // (Committer::AwaitReplies), so no 202 waits behind stream bytes.
   std::function<void()> before_publish;
+  // Pace: how long the committer waits for the streams to get the batch
+  // before last, and the delivery lag past which it waits until they catch up
+  // (a bound on how far senders may run ahead of their readers).
+  std::chrono::milliseconds pace_wait{8};
+  std::chrono::milliseconds max_lag{50};
 };
 
 class EventHub final : public chat::SessionObserver {
@@ -70,7 +76,19 @@ class EventHub final : public chat::SessionObserver {
 
   std::size_t LiveStreams();
 
+  // Paces the committer (Committer::Pace), given the highest sequence of the
+  // batch just committed. Senders that only wait for their commit would
+  // otherwise outrun the fan-out, and delivery lag would grow without bound.
+  // Waits up to options.pace_wait until the streams were sent the batch
+  // before last (so the next commit overlaps the fan-out of the previous
+  // one); and while an event committed more than options.max_lag ago is still
+  // not sent, waits for that (at most a second: a stuck pump does not stop
+  // the writes). No wait while no stream is open.
+  void Pace(std::int64_t committed_seq);
+
  private:
+  // A live stream. `cursor` and `last_write` are only touched by the pump
+  // thread, which writes to the streams without holding mu_.
   struct Subscriber {
     std::shared_ptr<http::ResponseStream> stream;
     std::int64_t cursor = 0;  // highest sequence queued on this stream
@@ -93,8 +111,16 @@ class EventHub final : public chat::SessionObserver {
   // Publishes the events up to head.last_seq; a read failure is returned.
   storage::Status PublishNew(const storage::Head& head);
   void SendHeartbeats(std::chrono::steady_clock::time_point now);
+  // A page of events read and rendered once for every stream.
+  struct Page;
+  // Queues on the subscriber what it lacks of `page`.
+  void DeliverPage(Subscriber& sub, const Page& page);
   // Queues `chunk` on the subscriber; ends it when it is gone or too slow.
   bool Deliver(Subscriber& sub, const http::ChunkPtr& chunk);
+  // The live streams, to write to without holding mu_.
+  std::vector<std::shared_ptr<Subscriber>> Snapshot();
+  // Tells Pace how far the streams got (with mu_ held).
+  void PublishedTo(std::int64_t seq);
   void EndWhere(const std::function<bool(const Subscriber&)>& predicate);
 
   storage::Store& store_;
@@ -102,10 +128,21 @@ class EventHub final : public chat::SessionObserver {
   const http::ChunkPtr heartbeat_chunk_;
 
   std::mutex mu_;
-  std::vector<Subscriber> subscribers_;
+  std::vector<std::shared_ptr<Subscriber>> subscribers_;
   std::int64_t published_ = 0;       // every event up to here went to the live streams
   std::int64_t purged_through_ = 0;  // streams behind this have lost events
   bool stopping_ = false;
+  // Pace waits on its own lock, never behind a fan-out in progress.
+  std::mutex pace_mu_;
+  std::condition_variable pace_cv_;
+  std::int64_t pace_published_ = 0;  // published_, guarded by pace_mu_
+  bool pace_idle_ = true;            // no stream open, or stopping; guarded by pace_mu_
+  std::int64_t pace_behind_ = 0;     // the previous batch's sequence; guarded by pace_mu_
+  struct Committed {
+    std::int64_t seq;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::deque<Committed> unpublished_;  // batches not yet sent; guarded by pace_mu_
   std::thread pump_;
 };
 

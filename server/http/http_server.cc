@@ -13,11 +13,21 @@
 //    further byte of the connection is dropped. Pistache alone reserves the
 //    announced size (a chunk size of 7fffffff reserves 2 GiB of address space
 //    per connection; Content-Length 1e14 answers 500 "std::bad_alloc").
-//  - Every byte we send (responses, stream heads, chunks) goes through
-//    Tcp::Peer::send(RawBuffer), which only pushes onto the transport's MPSC
-//    queue, so it is safe from any thread. ResponseWriter and ResponseStream
-//    are never used: the first drops raw headers and re-serializes cookies,
-//    the second crashes when flushed off the reactor thread.
+//  - Responses and stream heads go through Tcp::Peer::send(RawBuffer), which
+//    only pushes onto the transport's MPSC queue, so it is safe from any
+//    thread. ResponseWriter and ResponseStream are never used: the first drops
+//    raw headers and re-serializes cookies, the second crashes when flushed
+//    off the reactor thread.
+//  - Stream chunks bypass that queue: through Pistache each one cost a copy,
+//    a promise, an eventfd wake-up, a send() and an epoll_ctl on the reactor,
+//    and two reactors saturated at ~160,000 chunks/s. A stream writes to its
+//    own dup() of the socket (Pistache may close its fd number at any moment
+//    and the number be reused; the duplicate is checked by inode to be this
+//    connection's socket), from the thread that produces the chunk, once its
+//    head has left Pistache's queue; what a full socket refuses waits in a
+//    SocketQueue until a WritableWatcher sees it drain. At the end, whatever
+//    is still waiting goes back to Pistache's queue with the final chunk, so
+//    the connection's next response follows it in order.
 //  - Pistache's idle reaper (every 500 ms) sends a 408 into a busy peer after
 //    headerTimeout, measured from the parser's last reset. Peer::setIdle is a
 //    plain bool read by the reactor, so it is only written here, on the
@@ -40,6 +50,7 @@
 //    down on its reactor so that Pistache closes it as for a disconnect.
 #include "server/http/http_server.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pistache/async.h>
@@ -49,6 +60,7 @@
 #include <pistache/peer.h>
 #include <pistache/stream.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -64,6 +76,9 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+
+#include "server/http/socket_queue.h"
+#include "server/http/writable_watcher.h"
 
 namespace quire::http {
 
@@ -81,6 +96,11 @@ Chunk::~Chunk() = default;
 
 std::string_view Chunk::bytes() const {
   return raw_->data();
+}
+
+ChunkPtr FinalChunk() {
+  static const ChunkPtr final_chunk(new Chunk("0\r\n\r\n"));
+  return final_chunk;
 }
 
 ChunkPtr MakeChunk(std::string_view payload) {
@@ -425,16 +445,20 @@ struct Registry {
 
 class StreamImpl final : public ResponseStream {
  public:
-  // `after_final` runs once the final chunk is written (a half-close for
-  // `Connection: close`); `on_closed` runs once when the stream closes, after
-  // the final chunk is queued (it resumes the connection's input).
-  // `post` runs a job on a worker (false once the pool stopped); `drop`
-  // closes the connection (a stream that timed out waiting for its client).
-  StreamImpl(std::weak_ptr<Peer> peer, std::shared_ptr<Registry> registry,
-             std::shared_ptr<Pending> conn_pending, std::chrono::steady_clock::time_point deadline,
-             std::function<void()> after_final, std::function<void()> on_closed,
-             std::function<bool(std::function<void()>)> post, std::function<void()> drop)
+  // `socket` is the stream's own duplicate of the connection's fd (closed by
+  // the stream), or -1 to leave every write to Pistache. `after_final` runs
+  // once the final chunk is written (a half-close for `Connection: close`);
+  // `on_closed` runs once when the stream closes, after the final chunk is
+  // queued (it resumes the connection's input). `post` runs a job on a worker
+  // (false once the pool stopped); `drop` closes the connection (a stream that
+  // timed out waiting for its client).
+  StreamImpl(std::weak_ptr<Peer> peer, int socket, WritableWatcher* watcher,
+             std::shared_ptr<Registry> registry, std::shared_ptr<Pending> conn_pending,
+             std::chrono::steady_clock::time_point deadline, std::function<void()> after_final,
+             std::function<void()> on_closed, std::function<bool(std::function<void()>)> post,
+             std::function<void()> drop)
       : peer_(std::move(peer)),
+        watcher_(watcher),
         registry_(std::move(registry)),
         conn_pending_(std::move(conn_pending)),
         pending_(std::make_shared<Pending>()),
@@ -442,7 +466,12 @@ class StreamImpl final : public ResponseStream {
         after_final_(std::move(after_final)),
         on_closed_(std::move(on_closed)),
         post_(std::move(post)),
-        drop_(std::move(drop)) {}
+        drop_(std::move(drop)),
+        socket_(socket) {}
+
+  ~StreamImpl() override {
+    if (socket_ >= 0) ::close(socket_);  // never opened, so never watched
+  }
 
   // Hooks the drain check to the byte counter; once, before Open.
   static void WatchDrain(const std::shared_ptr<StreamImpl>& stream) {
@@ -452,45 +481,51 @@ class StreamImpl final : public ResponseStream {
     };
   }
 
-  // Sends the status line and headers. Called once, before the stream is
-  // shared.
-  bool Open(std::string head) {
+  // Sends the status line and headers through Pistache, behind whatever the
+  // connection still has queued there. Once they are written, Pistache's
+  // queue for the connection is empty and stays so while the stream is open:
+  // from then on chunks go straight to the socket. Called once, before the
+  // stream is shared.
+  static bool Open(const std::shared_ptr<StreamImpl>& stream, std::string head) {
     Sent sent;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto peer = peer_.lock();
-      if (!peer || closed_) return false;
-      sent = Enqueue(peer, std::move(head), {pending_.get(), conn_pending_.get()});
+      std::lock_guard<std::mutex> lock(stream->mu_);
+      auto peer = stream->peer_.lock();
+      if (!peer || stream->closed_) return false;
+      sent = Enqueue(peer, std::move(head), {stream->pending_.get(), stream->conn_pending_.get()});
     }
     if (!sent.promise) return false;
-    Attach(sent, {pending_, conn_pending_});
+    std::weak_ptr<StreamImpl> weak = stream;
+    Attach(sent, {stream->pending_, stream->conn_pending_}, [weak] {
+      if (auto s = weak.lock()) s->GoDirect(weak);
+    });
     return true;
   }
 
   bool Write(ChunkPtr chunk) override {
     if (!chunk || chunk->bytes().empty()) return !Closed();
-    Sent sent;
-    bool lost = false;
+    SocketQueue::Result result;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return false;
-      auto peer = peer_.lock();
-      if (!peer) {
-        lost = true;
-      } else {
-        sent = Enqueue(peer, chunk->raw(), {pending_.get(), conn_pending_.get()});
-        lost = !sent.promise;
+      if (!direct_) {
+        // The head is still in Pistache's queue: wait behind it.
+        queue_.Push(std::move(chunk));
+        queued_.store(queue_.bytes());
+        return true;
       }
+      result = queue_.Write(socket_, std::move(chunk));
+      queued_.store(queue_.bytes());
+      if (result == SocketQueue::Result::kBlocked) WatchSocket();
     }
-    if (lost) {
+    if (result == SocketQueue::Result::kBroken) {
       Close(false);
       return false;
     }
-    Attach(sent, {pending_, conn_pending_});
     return true;
   }
 
-  std::size_t PendingBytes() const override { return pending_->bytes.load(); }
+  std::size_t PendingBytes() const override { return pending_->bytes.load() + queued_.load(); }
 
   void WhenDrained(std::size_t limit, std::chrono::milliseconds timeout,
                    std::function<void(bool)> callback) override {
@@ -517,7 +552,7 @@ class StreamImpl final : public ResponseStream {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!drain_callback_) return;
-      drained = !closed_ && pending_->bytes.load() <= drain_limit_;
+      drained = !closed_ && PendingBytes() <= drain_limit_;
       expired = !drained && !closed_ && now && *now >= drain_deadline_;
       if (!drained && !closed_ && !expired) return;
       callback.swap(drain_callback_);
@@ -565,22 +600,83 @@ class StreamImpl final : public ResponseStream {
     }
   }
 
+  // The head is written: write what waited behind it, and every later chunk,
+  // straight to the socket.
+  void GoDirect(const std::weak_ptr<StreamImpl>& self) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_ || direct_ || socket_ < 0) return;
+      direct_ = true;
+      self_ = self;
+    }
+    Flush();
+  }
+
+  // Writes what waits; on the watcher's thread once the socket drained.
+  void Flush() {
+    SocketQueue::Result result;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_ || !direct_) return;
+      result = queue_.Flush(socket_);
+      queued_.store(queue_.bytes());
+      if (result == SocketQueue::Result::kBlocked) WatchSocket();
+    }
+    if (result == SocketQueue::Result::kBroken) {
+      Close(false);
+      return;
+    }
+    CheckDrain(std::nullopt);
+  }
+
+  // Asks to be called back when the full socket drains. Called with mu_ held.
+  void WatchSocket() {
+    if (watch_id_ != 0 || !watcher_) return;
+    std::weak_ptr<StreamImpl> weak = self_;
+    watch_id_ = watcher_->Watch(socket_, [weak] {
+      if (auto s = weak.lock()) s->Flush();
+    });
+    if (watch_id_ == 0) Log("cannot watch a stream's socket; it waits for the next write");
+  }
+
   void Close(bool send_final) {
     std::vector<std::function<void()>> callbacks;
     Sent sent;
+    bool final_written = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_) return;
       closed_ = true;
       closed_flag_.store(true);
       if (send_final) {
-        if (auto peer = peer_.lock()) {
-          sent = Enqueue(peer, kFinalChunk, {pending_.get(), conn_pending_.get()});
+        if (direct_) queue_.Write(socket_, FinalChunk());
+        final_written = direct_ && queue_.empty();
+        if (!final_written) {
+          // What the socket did not take goes to Pistache's queue (empty while
+          // the stream was direct, or holding only the head), in order, so the
+          // connection's next response is written after it.
+          std::string rest = queue_.TakeRest();
+          if (!direct_) rest += kFinalChunk;
+          if (auto peer = peer_.lock()) {
+            sent = Enqueue(peer, std::move(rest), {pending_.get(), conn_pending_.get()});
+          }
         }
+      }
+      queue_.TakeRest();
+      queued_.store(0);
+      if (socket_ >= 0) {
+        if (watch_id_ != 0) watcher_->Forget(watch_id_, socket_);
+        watch_id_ = 0;
+        ::close(socket_);
+        socket_ = -1;
       }
       callbacks.swap(callbacks_);
     }
-    Attach(sent, {pending_, conn_pending_}, after_final_);
+    if (final_written) {
+      if (after_final_) after_final_();
+    } else {
+      Attach(sent, {pending_, conn_pending_}, after_final_);
+    }
     pending_->Notify();
     registry_->Remove(this);
     if (on_closed_) on_closed_();
@@ -589,9 +685,11 @@ class StreamImpl final : public ResponseStream {
   }
 
   const std::weak_ptr<Peer> peer_;
+  WritableWatcher* const watcher_;
   const std::shared_ptr<Registry> registry_;
   const std::shared_ptr<Pending> conn_pending_;
-  const std::shared_ptr<Pending> pending_;
+  const std::shared_ptr<Pending>
+      pending_;  // bytes in Pistache's queue (the head, the rest at close)
   const std::chrono::steady_clock::time_point deadline_;
   const std::function<void()> after_final_;
   const std::function<void()> on_closed_;
@@ -599,8 +697,16 @@ class StreamImpl final : public ResponseStream {
   const std::function<void()> drop_;
 
   mutable std::mutex mu_;
-  bool closed_ = false;  // guarded by mu_; no write is enqueued once it is set
+  bool closed_ = false;  // guarded by mu_; no write is made once it is set
   std::atomic<bool> closed_flag_{false};
+  // Guarded by mu_: the stream's socket (-1 once closed), whether chunks go
+  // to it directly, what it has not taken yet, and its watch.
+  int socket_ = -1;
+  bool direct_ = false;
+  SocketQueue queue_;
+  std::uint64_t watch_id_ = 0;
+  std::weak_ptr<StreamImpl> self_;
+  std::atomic<std::size_t> queued_{0};  // queue_.bytes(), readable without mu_
   std::vector<std::function<void()>> callbacks_;
   // The one waiting WhenDrained callback (guarded by mu_).
   std::function<void(bool)> drain_callback_;
@@ -655,12 +761,15 @@ struct ConnRegistry {
 };
 
 struct ConnShared {
-  ConnShared(std::shared_ptr<ConnRegistry> r, std::weak_ptr<Peer> p, ReactorRef reactor_ref)
-      : registry(std::move(r)), peer(std::move(p)), reactor(reactor_ref) {}
+  ConnShared(std::shared_ptr<ConnRegistry> r, std::weak_ptr<Peer> p, ReactorRef reactor_ref,
+             ino_t inode)
+      : registry(std::move(r)), peer(std::move(p)), reactor(reactor_ref), socket_inode(inode) {}
 
   const std::shared_ptr<ConnRegistry> registry;
   const std::weak_ptr<Peer> peer;
   const ReactorRef reactor;
+  // Tells this connection's socket from a later one given the same fd number.
+  const ino_t socket_inode;
   // Bytes queued on this connection and not yet written. Pistache drops the
   // writes of a connection that broke without settling them, so this only
   // means something while the connection is not gone.
@@ -737,6 +846,23 @@ std::function<void()> ShutdownSocket(std::shared_ptr<ConnShared> conn, int how) 
   };
 }
 
+// The connection's socket under a new fd owned by the caller, or -1. Pistache
+// closes its own fd on its reactor at any moment (a disconnect, a timeout)
+// and the number can be reused at once, so the duplicate is checked to be
+// this connection's socket: sockets have unique inode numbers.
+int DuplicateSocket(const ConnShared& conn) {
+  auto peer = conn.peer.lock();
+  if (!peer || conn.socket_inode == 0) return -1;
+  int fd = ::fcntl(peer->fd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_ino != conn.socket_inode) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 // Half-closes the connection (FIN after what was written); run once the
 // answer is written.
 std::function<void()> HalfCloseWhenWritten(std::shared_ptr<ConnShared> conn) {
@@ -762,8 +888,8 @@ struct Head {
 // Reactor-confined; stored in the peer's data map, so it dies with the peer.
 struct ConnState {
   ConnState(ReactorRef reactor_ref, const std::shared_ptr<ConnRegistry>& conns,
-            std::weak_ptr<Peer> peer)
-      : shared(std::make_shared<ConnShared>(conns, std::move(peer), reactor_ref)),
+            std::weak_ptr<Peer> peer, ino_t socket_inode)
+      : shared(std::make_shared<ConnShared>(conns, std::move(peer), reactor_ref, socket_inode)),
         reactor(reactor_ref) {
     conns->Add(shared);
   }
@@ -947,6 +1073,9 @@ struct Core {
   WorkerPool pool;
   std::shared_ptr<Registry> registry = std::make_shared<Registry>();
   std::shared_ptr<ConnRegistry> conns = std::make_shared<ConnRegistry>();
+  // Streams wait here for their full sockets to drain; outlives every open
+  // stream (Shutdown ends them all before the Core goes).
+  WritableWatcher watcher;
   std::atomic<bool> accepting{true};
 
   // Requests kept past their handler (Responder::Keep) and not answered yet.
@@ -1019,7 +1148,18 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
 
   std::shared_ptr<ResponseStream> StartStream(
       int status, const std::vector<std::pair<std::string, std::string>>& headers) override {
+    if (answered_.load()) {
+      Log("StartStream on an answered request");
+      return std::make_shared<ClosedStream>();
+    }
+    // The stream writes to its own duplicate of the socket (see StreamImpl).
+    const int socket = DuplicateSocket(*conn_);
+    if (socket < 0) {
+      SendError(503, conn_->IsGone() ? "client gone" : "cannot open a stream now");
+      return std::make_shared<ClosedStream>();
+    }
     if (!FirstAnswer()) {
+      ::close(socket);
       Log("StartStream on an answered request");
       return std::make_shared<ClosedStream>();
     }
@@ -1038,14 +1178,14 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
         std::chrono::seconds(1), core_->options.keepalive_timeout / 4);
     Core* core = core_;
     auto stream = std::make_shared<StreamImpl>(
-        peer_, core_->registry, conn_->pending,
+        peer_, socket, &core_->watcher, core_->registry, conn_->pending,
         std::chrono::steady_clock::now() + core_->options.keepalive_timeout - margin,
         keep_alive_ ? nullptr : HalfCloseWhenWritten(conn_), resume_,
         [core](std::function<void()> job) { return core->pool.Post(std::move(job)); },
         DropConnection(conn_));
     StreamImpl::WatchDrain(stream);
     if (!conn_->AddStream(stream)) return std::make_shared<ClosedStream>();
-    if (!stream->Open(std::move(head))) {
+    if (!StreamImpl::Open(stream, std::move(head))) {
       stream->MarkGone();
       return std::make_shared<ClosedStream>();
     }
@@ -1330,10 +1470,12 @@ class PistacheHandler final : public Pistache::Http::Handler {
     if (setsockopt(peer->fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
       Log("cannot set TCP_NODELAY on a connection");
     }
+    struct stat st {};
+    if (::fstat(peer->fd(), &st) != 0) Log("cannot fstat a connection's socket");
     peer->putData(ParserData, std::make_shared<Pistache::Http::RequestParser>(getMaxRequestSize()));
     peer->putData(kConnStateKey,
                   std::make_shared<ConnState>(ReactorRef{transport(), std::this_thread::get_id()},
-                                              core_->conns, peer));
+                                              core_->conns, peer, st.st_ino));
   }
 
   void onInput(const char* buffer, std::size_t len, const std::shared_ptr<Peer>& peer) override {

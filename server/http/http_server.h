@@ -4,8 +4,10 @@
 // the rest of the server is plain C++ and Pistache's traps are handled once:
 //  - handlers never run on a reactor thread: each request is handed to a
 //    worker pool, so a slow query never stalls other connections;
-//  - responses and stream chunks are sent from any thread through the peer's
-//    write queue; ResponseStream::flush() is never called off the reactor;
+//  - responses are sent from any thread through the peer's write queue;
+//    stream chunks are written straight to the socket by the thread that
+//    produces them, and only what a full socket refuses waits (see
+//    StreamImpl); Pistache's ResponseStream is never used;
 //  - keep-alive is answered properly, idle streams are not cut with a 408;
 //  - chunked request bodies and bodies over the hard limit are refused with a
 //    JSON error before Pistache buffers them;
@@ -58,8 +60,9 @@ struct Response {
 };
 
 // One chunk of a streamed (chunked) body, framed once by MakeChunk. Writing
-// it to any number of streams shares these bytes: Pistache's write queue
-// makes the only copy per stream. Immutable, so safe to share across threads.
+// it to any number of streams shares these bytes: a stream whose socket is
+// full keeps a reference, not a copy. Immutable, so safe to share across
+// threads.
 class Chunk {
  public:
   ~Chunk();
@@ -73,6 +76,7 @@ class Chunk {
 
  private:
   friend std::shared_ptr<const Chunk> MakeChunk(std::string_view payload);
+  friend std::shared_ptr<const Chunk> FinalChunk();
   explicit Chunk(std::string framed);
   std::unique_ptr<const Pistache::RawBuffer> raw_;
 };
@@ -82,8 +86,11 @@ using ChunkPtr = std::shared_ptr<const Chunk>;
 // chunk to every stream.
 ChunkPtr MakeChunk(std::string_view payload);
 
-// A chunked response being streamed. Writes are queued and sent by the
-// connection's reactor; they never block.
+// The zero-length chunk that ends a chunked body.
+ChunkPtr FinalChunk();
+
+// A chunked response being streamed. Writes never block: a chunk goes to the
+// socket at once, or waits in the stream's queue until the socket drains.
 class ResponseStream {
  public:
   virtual ~ResponseStream() = default;
