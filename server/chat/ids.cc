@@ -29,9 +29,17 @@ std::string NewId(IdKind kind) {
   std::string id;
   id.reserve(1 + kRandomChars);
   id.push_back(static_cast<char>(kind));
-  for (std::size_t i = 0; i < kRandomChars; ++i) {
-    // randombytes_uniform has no modulo bias.
-    id.push_back(kAlphabet[randombytes_uniform(static_cast<std::uint32_t>(kAlphabet.size()))]);
+  // One call to the CSPRNG per id, not one per character (each call is a
+  // getrandom system call). A byte below 240 = 8 x 30 picks a character
+  // without modulo bias; the rare others are drawn again.
+  constexpr unsigned kUnbiased = 256 - 256 % kAlphabet.size();
+  unsigned char bytes[32];
+  while (id.size() < 1 + kRandomChars) {
+    randombytes_buf(bytes, sizeof bytes);
+    for (unsigned char b : bytes) {
+      if (b >= kUnbiased || id.size() == 1 + kRandomChars) continue;
+      id.push_back(kAlphabet[b % kAlphabet.size()]);
+    }
   }
   return id;
 }

@@ -2,6 +2,7 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -107,6 +108,11 @@ bool IsValidUtf8(std::string_view bytes) {
 std::optional<std::string> ToNfc(std::string_view text) {
   if (!IsValidUtf8(text)) return std::nullopt;
   if (text.empty()) return std::string();
+  // ASCII is NFC as it is: most messages skip the decomposition.
+  if (std::all_of(text.begin(), text.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x80; })) {
+    return std::string(text);
+  }
   return Map(text, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
 }
 
