@@ -2,6 +2,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -63,8 +64,23 @@ class RetentionLoop {
   std::thread thread_;
 };
 
+// Raises the soft limit on open files to the hard one. Every connection is a
+// file, and every open stream two (it writes to its own duplicate of the
+// socket): the common default of 1,024 would cap a server at a few hundred
+// streams.
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    std::fprintf(stderr, "quire: cannot raise the open file limit to %llu\n",
+                 static_cast<unsigned long long>(limit.rlim_max));
+  }
+}
+
 int Serve(const quire::ServeConfig& config) {
   using namespace quire;
+  RaiseOpenFileLimit();
   if (!chat::InitSecrets()) {
     std::fprintf(stderr, "quire: cannot initialise the random number generator\n");
     return 1;

@@ -3,8 +3,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <optional>
+#include <vector>
 
 #include "tests/api/harness.h"
 
@@ -556,6 +561,127 @@ TEST_F(BootStreamTest, AStreamThatIsNotReadIsEndedAndNothingElseSuffers) {
   std::string later = CreateConversation(owner, "later");
   ASSERT_TRUE(reader->WaitForEvents(count + 1, 10s));
   EXPECT_EQ(EventKey(reader->events().back().data), "conversation created " + later);
+}
+
+// A connected socket with `request` sent on it, or -1.
+int ConnectAndSend(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// With 1,000 open streams, a send's 202 could be queued behind the commit's
+// 1,000 stream writes on the same reactors (the pump raced the committer's
+// replies), so it reached its client after every stream had the event. Now
+// the reply is queued before the events are written, and streams are written
+// without the reactors. Checked as an order, not a time: in each of ten
+// sends, the 202 arrives before 90% of the streams have the event. (On the
+// code before the fix, one send in five or so arrived after all of them.)
+TEST_F(BootStreamTest, A202IsNotQueuedBehindAThousandStreams) {
+  constexpr std::size_t kStreams = 1000;
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  ASSERT_GE(limit.rlim_max, kStreams + 200) << "the test needs more open files than allowed";
+  limit.rlim_cur = limit.rlim_max;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+
+  Client owner = Setup();
+  const std::string conv = CreateConversation(owner, "wide");
+  const std::int64_t r0 = ResumePoint(Boot(owner));
+  const std::string cookie = "Cookie: identity=" + *owner.token() + "\r\n";
+
+  struct Fds {
+    std::vector<int> fds;
+    ~Fds() {
+      for (int fd : fds) ::close(fd);
+    }
+  } open;
+  const std::string stream_request = "GET /api/events?resume_point=" + std::to_string(r0) +
+                                     " HTTP/1.1\r\nHost: x\r\n" + cookie + "\r\n";
+  for (std::size_t i = 0; i < kStreams; ++i) {
+    int fd = ConnectAndSend(server().port(), stream_request);
+    ASSERT_GE(fd, 0) << "stream " << i << " could not connect";
+    open.fds.push_back(fd);
+  }
+  // Every stream's head, and whatever follows it, read before the sends.
+  char buffer[65536];
+  for (std::size_t i = 0; i < kStreams; ++i) {
+    std::string head;
+    while (head.find("\r\n\r\n") == std::string::npos) {
+      pollfd p{open.fds[i], POLLIN, 0};
+      ASSERT_EQ(::poll(&p, 1, 10000), 1) << "stream " << i << " got no head";
+      ssize_t n = ::recv(open.fds[i], buffer, sizeof buffer, 0);
+      ASSERT_GT(n, 0) << "stream " << i << " closed";
+      head.append(buffer, static_cast<std::size_t>(n));
+    }
+    ASSERT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  }
+  std::this_thread::sleep_for(200ms);
+  for (int fd : open.fds) {
+    while (::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT) > 0) {
+    }
+  }
+
+  const int sender = ConnectAndSend(server().port(), "");
+  ASSERT_GE(sender, 0);
+  open.fds.push_back(sender);
+  std::vector<double> ahead;  // per send: the share of streams that had the event at its 202
+  for (int round = 0; round < 10; ++round) {
+    const std::string body = "{\"body\":\"round " + std::to_string(round) + "\"}";
+    const std::string post =
+        "POST /api/conversations/" + conv + " HTTP/1.1\r\nHost: x\r\n" + cookie +
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    std::vector<pollfd> polls;
+    polls.push_back({sender, POLLIN, 0});  // first: counted before the streams of a round
+    for (std::size_t i = 0; i < kStreams; ++i) polls.push_back({open.fds[i], POLLIN, 0});
+    std::vector<bool> got(kStreams, false);
+    std::size_t got_count = 0;
+    std::optional<std::size_t> had_at_202;
+    std::string answer;
+    ASSERT_EQ(::send(sender, post.data(), post.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(post.size()));
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while ((!had_at_202 || got_count < kStreams) && std::chrono::steady_clock::now() < deadline) {
+      if (::poll(polls.data(), polls.size(), 1000) <= 0) continue;
+      for (std::size_t k = 0; k < polls.size(); ++k) {
+        if (!(polls[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        ssize_t n = ::recv(polls[k].fd, buffer, sizeof buffer, MSG_DONTWAIT);
+        if (n <= 0) continue;
+        if (k == 0) {
+          answer.append(buffer, static_cast<std::size_t>(n));
+          if (!had_at_202 && answer.find("\r\n\r\n") != std::string::npos) {
+            had_at_202 = got_count;
+            ASSERT_EQ(answer.rfind("HTTP/1.1 202", 0), 0u) << answer;
+          }
+        } else if (!got[k - 1]) {
+          got[k - 1] = true;
+          ++got_count;
+        }
+      }
+    }
+    ASSERT_TRUE(had_at_202) << "round " << round << ": no 202";
+    ASSERT_EQ(got_count, kStreams) << "round " << round << ": not every stream got the event";
+    ahead.push_back(static_cast<double>(*had_at_202) / kStreams);
+    std::this_thread::sleep_for(100ms);
+    for (int fd : open.fds) {
+      while (::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT) > 0) {
+      }
+    }
+  }
+  EXPECT_LT(*std::max_element(ahead.begin(), ahead.end()), 0.9)
+      << "the 202s arrived after these shares of the streams had the event: "
+      << ::testing::PrintToString(ahead);
 }
 
 class HeartbeatTest : public ApiTest {
