@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "server/api/request_checks.h"
 #include "server/chat/event_json.h"
 #include "server/chat/names.h"
 #include "server/chat/time_format.h"
@@ -264,6 +265,16 @@ void Api::Dispatch(Call& call) {
   }
   if (call.request.body.size() > options_.max_body_bytes) {
     return call.Fail(413, "request body is larger than 64 KiB");
+  }
+  if (!call.request.body.empty()) {
+    const std::string* type = call.request.Header("content-type");
+    if (!type || !IsJsonMediaType(*type)) {
+      return call.Fail(415, "a request body must be sent as Content-Type: application/json");
+    }
+  }
+  const bool changes_state = call.request.method == "POST" || call.request.method == "DELETE";
+  if (changes_state && IsForeignOrigin(call.request)) {
+    return call.Fail(403, "requests from other sites are refused (Origin)");
   }
   if (found->auth == Auth::kRequired) {
     auto cookie = call.request.cookies.find(kCookieName);

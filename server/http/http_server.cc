@@ -1420,7 +1420,16 @@ void Input(Core* core, const char* buffer, std::size_t len, const std::shared_pt
         Reject(peer, st, error->status, error->message);
         continue;
       }
-      if (!parser->feed(st.head_bytes.data(), st.head_bytes.size())) {
+      // Pistache sees only the request line and the body's length: the
+      // headers are ours (ScanHead), and Pistache's own header parsing
+      // answers 400 to values it does not know how to parse (a Content-Type
+      // such as "application/jsonp", a garbled Cookie) before the
+      // application could give the answer the contract asks for (503, 415,
+      // 401).
+      const std::string minimal = st.head_bytes.substr(0, st.head_bytes.find("\r\n") + 2) +
+                                  "Content-Length: " + std::to_string(st.head.content_length) +
+                                  "\r\n\r\n";
+      if (!parser->feed(minimal.data(), minimal.size())) {
         Reject(peer, st, 431, "request header too large");
         continue;
       }
