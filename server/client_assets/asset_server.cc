@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "server/http/header_text.h"
+
 namespace quire::client_assets {
 
 const char kContentSecurityPolicy[] =
@@ -14,15 +16,11 @@ const char kContentSecurityPolicy[] =
 
 namespace {
 
+using http::TrimSpace;
+
 constexpr std::string_view kAssetsDir = "/assets";
 constexpr char kImmutable[] = "public, max-age=31536000, immutable";
 constexpr char kNoCache[] = "no-cache";
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -36,13 +34,13 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 bool QualityNonZero(std::string_view params) {
   while (!params.empty()) {
     std::size_t semi = params.find(';');
-    std::string_view param = Trim(params.substr(0, semi));
+    std::string_view param = TrimSpace(params.substr(0, semi));
     params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
     std::size_t eq = param.find('=');
-    if (eq == std::string_view::npos || !EqualsIgnoreCase(Trim(param.substr(0, eq)), "q")) {
+    if (eq == std::string_view::npos || !EqualsIgnoreCase(TrimSpace(param.substr(0, eq)), "q")) {
       continue;
     }
-    std::string_view q = Trim(param.substr(eq + 1));
+    std::string_view q = TrimSpace(param.substr(eq + 1));
     return !(!q.empty() && q.front() == '0' && q.find_first_not_of("0.") == std::string_view::npos);
   }
   return true;
@@ -80,7 +78,7 @@ bool AcceptsGzip(std::string_view accept_encoding) {
     accept_encoding =
         comma == std::string_view::npos ? std::string_view() : accept_encoding.substr(comma + 1);
     std::size_t semi = element.find(';');
-    std::string_view coding = Trim(element.substr(0, semi));
+    std::string_view coding = TrimSpace(element.substr(0, semi));
     std::string_view params =
         semi == std::string_view::npos ? std::string_view() : element.substr(semi + 1);
     if (EqualsIgnoreCase(coding, "gzip") || EqualsIgnoreCase(coding, "x-gzip")) {

@@ -77,6 +77,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "server/http/header_text.h"
 #include "server/http/socket_queue.h"
 #include "server/http/writable_watcher.h"
 
@@ -213,20 +214,6 @@ bool HasCrLf(std::string_view s) {
   return s.find_first_of("\r\n") != std::string_view::npos;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -286,16 +273,16 @@ void SplitTarget(std::string_view target, Request* req) {
 void ParseCookies(std::string_view header, std::map<std::string, std::string>* cookies) {
   while (!header.empty()) {
     std::size_t semi = header.find(';');
-    std::string_view pair = Trim(header.substr(0, semi));
+    std::string_view pair = TrimSpace(header.substr(0, semi));
     header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
     std::size_t eq = pair.find('=');
     if (eq == std::string_view::npos || eq == 0) continue;
-    std::string_view value = Trim(pair.substr(eq + 1));
+    std::string_view value = TrimSpace(pair.substr(eq + 1));
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
       value = value.substr(1, value.size() - 2);
     }
     // The first one wins: browsers send the most specific cookie first.
-    cookies->emplace(std::string(Trim(pair.substr(0, eq))), std::string(value));
+    cookies->emplace(std::string(TrimSpace(pair.substr(0, eq))), std::string(value));
   }
 }
 
@@ -947,9 +934,9 @@ std::optional<GuardError> ScanHead(std::string_view block, std::size_t hard_body
     if (line.front() == ' ' || line.front() == '\t') return bad;  // obsolete line folding
     std::size_t colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) return bad;
-    std::string name = Lower(line.substr(0, colon));
+    std::string name = AsciiLower(line.substr(0, colon));
     if (name.find_first_of(" \t") != std::string::npos) return bad;
-    std::string_view value = Trim(line.substr(colon + 1));
+    std::string_view value = TrimSpace(line.substr(colon + 1));
     if (name == "transfer-encoding") {
       has_encoding = true;
     } else if (name == "content-length") {
@@ -979,20 +966,20 @@ std::optional<GuardError> ScanHead(std::string_view block, std::size_t hard_body
 
   std::string connection;
   if (auto it = head->headers.find("connection"); it != head->headers.end()) {
-    connection = Lower(it->second);
+    connection = AsciiLower(it->second);
   }
   auto has_token = [&](std::string_view token) {
     std::string_view rest = connection;
     while (!rest.empty()) {
       std::size_t comma = rest.find(',');
-      if (Trim(rest.substr(0, comma)) == token) return true;
+      if (TrimSpace(rest.substr(0, comma)) == token) return true;
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     }
     return false;
   };
   head->keep_alive = head->http10 ? has_token("keep-alive") : !has_token("close");
   if (auto it = head->headers.find("expect"); it != head->headers.end()) {
-    head->expect_continue = !head->http10 && Lower(it->second) == "100-continue";
+    head->expect_continue = !head->http10 && AsciiLower(it->second) == "100-continue";
   }
   return std::nullopt;
 }
