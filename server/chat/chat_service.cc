@@ -268,6 +268,13 @@ void ChatService::SendMessage(const Identity& who, const std::string& conversati
   if (idempotency_key.size() > kMaxIdempotencyKeyBytes) {
     return reply(BadRequest("Idempotency-Key is longer than 255 bytes"));
   }
+  // Printable ASCII only, the same on every backend: PostgreSQL cannot store
+  // a NUL or a byte that is not UTF-8 in text, and would cut a key at a NUL.
+  for (char c : idempotency_key) {
+    if (c < 0x20 || c > 0x7e) {
+      return reply(BadRequest("Idempotency-Key must be printable ASCII"));
+    }
+  }
   const Error unknown = NotFound("no such conversation");
   const Micros now = clock_.Now();
   storage::op::SendMessage op;

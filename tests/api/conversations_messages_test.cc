@@ -359,6 +359,42 @@ TEST_F(ConversationsTest, IdempotencyKeyLimits) {
   EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 3u);
 }
 
+// A key is printable ASCII, checked the same on every backend: a NUL, a
+// control character or a byte that is not ASCII is 400 and sends nothing
+// (PostgreSQL used to answer 503 to a non-UTF-8 key and to cut keys at a NUL,
+// so that "a\0b", "a\0c" and "a" were one key).
+TEST_F(ConversationsTest, IdempotencyKeysThatAreNotPrintableAsciiAre400) {
+  Client owner = Setup();
+  const std::string conv = CreateConversation(owner, "general");
+  const Json before = Boot(owner)["events"];
+  const std::string body = R"({"body":"keyed"})";
+  auto send_with_key = [&](const std::string& key) {
+    return SendRaw(server().host(), server().port(),
+                   "POST /api/conversations/" + conv +
+                       " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                       "Cookie: identity=" +
+                       *owner.token() + "\r\nIdempotency-Key: " + key +
+                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body,
+                   5s);
+  };
+  for (const std::string& key :
+       {std::string("a\0b", 3), std::string("a\0c", 3), std::string("k\xff"),
+        std::string("\xc3\xa9"), std::string("a\x01z"), std::string("a\tz"),
+        std::string("a\x7f")}) {
+    RawResponse r = send_with_key(key);
+    EXPECT_TRUE(IsJsonError(r, 400)) << "key of " << key.size() << " bytes: " << r.Describe();
+  }
+  EXPECT_EQ(Boot(owner)["events"], before) << "a refused key sent nothing";
+  // Printable keys stay distinct from one another.
+  RawResponse a = send_with_key("a");
+  RawResponse ab = send_with_key("a b");
+  ASSERT_EQ(a.status, 202) << a.Describe();
+  ASSERT_EQ(ab.status, 202) << ab.Describe();
+  EXPECT_NE(a.json()["id"], ab.json()["id"]);
+  EXPECT_EQ(send_with_key("a").json()["id"], a.json()["id"]);
+  EXPECT_EQ(FindEvents(Boot(owner)["events"], "message", "sent").size(), 2u);
+}
+
 // docs/decisions.md: keys are per user across conversations: a retry to
 // another conversation with the same key returns the first message and
 // sends nothing.
