@@ -376,12 +376,26 @@ Result<Done> ChatService::RunRetention() {
   if (!w.status.ok()) return StorageError(w.status);
   w = Commit(committer_, purge);
   if (!w.status.ok()) return StorageError(w.status);
+  EndExpiredSessions(now);
   return Done{};
 }
 
+void ChatService::EndExpiredSessions(Micros now) {
+  // An open stream does not renew its session; only requests do. A session
+  // that nothing used for the TTL ends here, with its streams.
+  if (!observer_) return;
+  for (const std::string& hash : observer_->OpenSessions()) {
+    storage::Session session;
+    Status s = store_.FindSession(hash, &session);
+    if (s.IsNotFound() || (s.ok() && now - session.last_used > policy_.session_ttl)) {
+      observer_->SessionEnded(hash);
+    }
+  }
+}
+
 Micros ChatService::RetentionInterval() const {
-  const Micros shortest =
-      std::min({policy_.message_ttl, policy_.conversation_ttl, policy_.purge_after});
+  const Micros shortest = std::min(
+      {policy_.message_ttl, policy_.conversation_ttl, policy_.purge_after, policy_.session_ttl});
   return std::clamp<Micros>(shortest / 10, 100000, 60 * kSecond);
 }
 

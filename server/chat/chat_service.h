@@ -95,6 +95,9 @@ class SessionObserver {
   // Every session of the user except `kept_token_hash` ended.
   virtual void UserSessionsEnded(const std::string& user_id,
                                  const std::string& kept_token_hash) = 0;
+  // The sessions that something (a stream) is open for, so that those that
+  // expired can be ended (ChatService::RunRetention).
+  virtual std::vector<std::string> OpenSessions() = 0;
 };
 
 class ChatService {
@@ -142,6 +145,7 @@ class ChatService {
   Result<Done> DeleteMessage(const Identity& who, const std::string& id);
 
   // Expires and purges what is due now. Called periodically.
+  // Also ends the streams of sessions that expired (SessionObserver).
   Result<Done> RunRetention();
 
   // How often RunRetention should run for this policy.
@@ -150,6 +154,7 @@ class ChatService {
  private:
   Result<Login> NewLogin(const storage::User& user);
   storage::Session NewSession(const std::string& user_id, std::string* token);
+  void EndExpiredSessions(storage::Micros now);
 
   storage::Store& store_;
   Committer& committer_;

@@ -274,6 +274,17 @@ void EventHub::Pace(std::int64_t committed_seq) {
   });
 }
 
+std::vector<std::string> EventHub::OpenSessions() {
+  std::vector<std::string> hashes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& sub : subscribers_) hashes.push_back(sub->token_hash);
+  }
+  std::sort(hashes.begin(), hashes.end());
+  hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
+  return hashes;
+}
+
 std::size_t EventHub::LiveStreams() {
   std::lock_guard<std::mutex> lock(mu_);
   return subscribers_.size();

@@ -73,6 +73,7 @@ class EventHub final : public chat::SessionObserver {
   // SessionObserver: end the streams of sessions that ended.
   void SessionEnded(const std::string& token_hash) override;
   void UserSessionsEnded(const std::string& user_id, const std::string& kept_token_hash) override;
+  std::vector<std::string> OpenSessions() override;
 
   std::size_t LiveStreams();
 

@@ -426,5 +426,34 @@ TEST_F(SessionTtlTest, IdleSessionsExpireAndUseRenews) {
   EXPECT_TRUE(FindEvents(Boot(again)["events"], "conversation", "created").empty());
 }
 
+// An open stream does not renew its session, and it ends once its session
+// expires (it used to go on delivering); the reconnect is 401. A stream whose
+// session another client keeps using goes on.
+TEST_F(SessionTtlTest, AStreamEndsWhenItsSessionExpires) {
+  Client owner = Setup();
+  Client idle = NewClient();
+  ASSERT_TRUE(HasStatus(
+      idle.post("/api/auth/login", {{"name", "alice"}, {"password", "owner pass"}}), 200));
+  const std::int64_t start = Boot(idle)["resume_point"].get<std::int64_t>();
+  auto idle_stream = OpenStream(idle, start);
+  auto used_stream = OpenStream(owner, start);
+  ASSERT_TRUE(idle_stream->WaitForHeaders());
+  ASSERT_TRUE(used_stream->WaitForHeaders());
+
+  // The owner's session stays in use (a boot every 200 ms, well inside the
+  // 1 s TTL); the other one is left alone.
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  while (std::chrono::steady_clock::now() < until) {
+    ASSERT_TRUE(HasStatus(owner.get("/api/boot"), 200));
+    if (idle_stream->ended()) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_TRUE(idle_stream->WaitForEnd(5s)) << "the stream of an expired session goes on";
+  EXPECT_TRUE(IsJsonError(idle.get("/api/boot"), 401));
+  EXPECT_FALSE(used_stream->ended()) << "a stream of a session in use was ended";
+  const std::string conv = CreateConversation(owner, "still here");
+  EXPECT_TRUE(used_stream->WaitForEvents(1, 10s));
+}
+
 }  // namespace
 }  // namespace quire::apitest
