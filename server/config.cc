@@ -66,6 +66,12 @@ bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, in
   serve->add_option("--threads", config->threads, "HTTP threads (default: the number of cores)")
       ->envname("QUIRE_THREADS")
       ->check(CLI::Range(1, 256));
+  serve
+      ->add_option("--trusted-proxy", config->trusted_proxies,
+                   "Address of a reverse proxy whose X-Forwarded-For names the client "
+                   "(repeatable; for login throttling per address)")
+      ->envname("QUIRE_TRUSTED_PROXY")
+      ->delimiter(',');
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

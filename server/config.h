@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "server/chat/chat_service.h"
 
@@ -13,7 +14,8 @@ struct ServeConfig {
   std::string address = "127.0.0.1";
   int port = 8080;
   int heartbeat_seconds = 30;
-  int threads = 0;  // 0: the number of cores
+  int threads = 0;                           // 0: the number of cores
+  std::vector<std::string> trusted_proxies;  // --trusted-proxy ADDR (repeatable)
   chat::Policy policy;
 };
 

@@ -133,6 +133,7 @@ int Serve(const quire::ServeConfig& config) {
   }
   api::ApiOptions api_options;
   api_options.heartbeat_seconds = config.heartbeat_seconds;
+  api_options.trusted_proxies = config.trusted_proxies;
   api::Api api(service, hub, api_options);
 
   http::ServerOptions http_options;

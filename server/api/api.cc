@@ -15,6 +15,7 @@
 #include "server/chat/event_json.h"
 #include "server/chat/names.h"
 #include "server/chat/time_format.h"
+#include "server/http/header_text.h"
 
 namespace quire::api {
 namespace {
@@ -39,6 +40,8 @@ int HttpStatus(Error::Kind kind) {
       return 409;
     case Error::Kind::kGone:
       return 410;
+    case Error::Kind::kTooManyRequests:
+      return 429;
     case Error::Kind::kNotSetUp:
       return 503;
     case Error::Kind::kUnavailable:
@@ -68,7 +71,15 @@ void SendError(http::Responder& responder, int status, const std::string& messag
 }
 
 void SendError(http::Responder& responder, const Error& error) {
-  SendError(responder, HttpStatus(error.kind), error.message);
+  http::Response response;
+  response.status = HttpStatus(error.kind);
+  response.body = ErrorBody(error.message);
+  if (error.kind == Error::Kind::kTooManyRequests) {
+    const std::int64_t seconds = (error.retry_after + 999999) / 1000000;
+    response.headers.emplace_back("Retry-After",
+                                  std::to_string(std::max<std::int64_t>(1, seconds)));
+  }
+  responder.Send(std::move(response));
 }
 
 // A non-negative decimal integer that fits in int64, nothing else.
@@ -302,7 +313,22 @@ void Api::LogIn(Call& c) {
   std::string name, password;
   auto body = c.Object();
   if (!body || !c.Strings(*body, {{"name", &name}, {"password", &password}})) return;
-  ReplyLogin(c, service_.LogIn(name, password));
+  ReplyLogin(c, service_.LogIn(name, password, ClientAddress(c.request)));
+}
+
+std::string Api::ClientAddress(const http::Request& request) const {
+  const auto& trusted = options_.trusted_proxies;
+  if (std::find(trusted.begin(), trusted.end(), request.remote_address) == trusted.end()) {
+    return request.remote_address;
+  }
+  // The proxy appends the address it got the request from: the last entry.
+  const std::string* forwarded = request.Header("x-forwarded-for");
+  if (!forwarded) return request.remote_address;
+  const std::size_t comma = forwarded->rfind(',');
+  const std::string_view last =
+      http::TrimSpace(comma == std::string::npos ? std::string_view(*forwarded)
+                                                 : std::string_view(*forwarded).substr(comma + 1));
+  return last.empty() ? request.remote_address : std::string(last);
 }
 
 void Api::LogOut(Call& c) {

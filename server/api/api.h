@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "server/chat/chat_service.h"
 #include "server/fanout/event_hub.h"
@@ -20,6 +22,9 @@ namespace quire::api {
 struct ApiOptions {
   int heartbeat_seconds = 30;
   std::size_t max_body_bytes = 64 * 1024;
+  // Peers whose X-Forwarded-For names the client (reverse proxies);
+  // from anyone else the header is ignored.
+  std::vector<std::string> trusted_proxies;
   std::size_t boot_page = 2048;  // events per store read during boot
 };
 
@@ -41,6 +46,8 @@ class Api {
   // One per route.
   void Setup(Call& call);
   void LogIn(Call& call);
+  // The client's address: the peer, or what a trusted proxy says it is.
+  std::string ClientAddress(const http::Request& request) const;
   void LogOut(Call& call);
   void ChangePassword(Call& call);
   void Invite(Call& call);

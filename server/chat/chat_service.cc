@@ -76,7 +76,11 @@ Error StorageError(const Status& status) {
 }
 
 ChatService::ChatService(storage::Store& store, Committer& committer, Clock& clock, Policy policy)
-    : store_(store), committer_(committer), clock_(clock), policy_(policy) {}
+    : store_(store),
+      committer_(committer),
+      clock_(clock),
+      policy_(policy),
+      login_throttle_(policy.login_per_name, policy.login_per_address) {}
 
 Result<bool> ChatService::IsSetUp() {
   if (set_up_.load(std::memory_order_acquire)) return true;
@@ -111,20 +115,31 @@ Result<Login> ChatService::Setup(const std::string& raw_name, const std::string&
   return login;
 }
 
-Result<Login> ChatService::LogIn(const std::string& raw_name, const std::string& raw_password) {
+Result<Login> ChatService::LogIn(const std::string& raw_name, const std::string& raw_password,
+                                 const std::string& address) {
   const Error rejected{Error::Kind::kUnauthorized, "unknown name or wrong password"};
   std::optional<std::string> nfc_name = ToNfc(raw_name);
   std::optional<std::string> password = ToNfc(raw_password);
+  // The throttle's key for the name: its canonical form, so that variants of
+  // one name share a bucket, known or not.
+  const std::string name_key = nfc_name ? CanonicalName(*nfc_name) : raw_name;
+  const Micros now = clock_.Now();
+  if (const Micros wait = login_throttle_.RetryAfter(name_key, address, now); wait > 0) {
+    return Error{Error::Kind::kTooManyRequests, "too many failed logins; try again later", wait};
+  }
   storage::User user;
   Status s = Status::NotFound("");
-  if (nfc_name && !nfc_name->empty())
-    s = store_.FindUserByCanonicalName(CanonicalName(*nfc_name), &user);
+  if (nfc_name && !nfc_name->empty()) s = store_.FindUserByCanonicalName(name_key, &user);
   if (!s.ok() && !s.IsNotFound()) return StorageError(s);
   // Verify against a dummy hash for unknown names so both failures take as long.
   const bool known = s.ok();
   const bool match =
       VerifyPassword(password.value_or(""), known ? user.password_hash : DummyPasswordHash());
-  if (!known || !match || !password) return rejected;
+  if (!known || !match || !password) {
+    login_throttle_.Failed(name_key, address, now);
+    return rejected;
+  }
+  login_throttle_.Succeeded(name_key);
   return NewLogin(user);
 }
 

@@ -17,6 +17,7 @@
 
 #include "server/chat/clock.h"
 #include "server/chat/committer.h"
+#include "server/chat/login_throttle.h"
 #include "storage/store.h"
 
 namespace quire::chat {
@@ -28,21 +29,28 @@ struct Policy {
   storage::Micros invite_ttl = 24LL * 3600 * 1000000;
   storage::Micros session_ttl = 7LL * 86400 * 1000000;
   storage::Micros idempotency_window = 24LL * 3600 * 1000000;
+  // Failed logins: 5 in a row per name, then one every 30 s; 50 per client
+  // address (any names), then one every 2 s: addresses are shared behind NAT
+  // and by every client of a reverse proxy not named with --trusted-proxy.
+  ThrottleLimits login_per_name{5, 30LL * 1000000};
+  ThrottleLimits login_per_address{50, 2LL * 1000000};
 };
 
 struct Error {
   enum class Kind {
-    kBadRequest,    // 400
-    kUnauthorized,  // 401
-    kForbidden,     // 403
-    kNotFound,      // 404
-    kConflict,      // 409
-    kGone,          // 410
-    kNotSetUp,      // 503: no user exists yet
-    kUnavailable,   // 503: the database cannot be reached
+    kBadRequest,       // 400
+    kUnauthorized,     // 401
+    kForbidden,        // 403
+    kNotFound,         // 404
+    kConflict,         // 409
+    kGone,             // 410
+    kTooManyRequests,  // 429: retry after `retry_after`
+    kNotSetUp,         // 503: no user exists yet
+    kUnavailable,      // 503: the database cannot be reached
   };
   Kind kind;
   std::string message;
+  storage::Micros retry_after = 0;  // kTooManyRequests: how long to wait
 };
 
 // A value or an Error.
@@ -112,7 +120,10 @@ class ChatService {
   Result<bool> IsSetUp();
 
   Result<Login> Setup(const std::string& name, const std::string& password);
-  Result<Login> LogIn(const std::string& name, const std::string& password);
+  // Throttled per name and per client `address` (LoginThrottle):
+  // kTooManyRequests before any password is hashed.
+  Result<Login> LogIn(const std::string& name, const std::string& password,
+                      const std::string& address);
   // Resolves a cookie token; renews the session. kUnauthorized when unknown,
   // logged out or idle for longer than the session TTL.
   Result<Identity> Authenticate(const std::string& token);
@@ -161,6 +172,7 @@ class ChatService {
   Clock& clock_;
   const Policy policy_;
   SessionObserver* observer_ = nullptr;
+  LoginThrottle login_throttle_;
   std::atomic<bool> set_up_{false};
 };
 

@@ -80,11 +80,11 @@ TEST_F(ChatServiceTest, SetupHappensOnceAndNamesAreNormalized) {
 
 TEST_F(ChatServiceTest, LoginFailuresAreIndistinguishable) {
   ASSERT_TRUE(service_->Setup("Alice", "secret").ok());
-  auto ok = service_->LogIn("ALICE", "secret");
+  auto ok = service_->LogIn("ALICE", "secret", "127.0.0.1");
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok.value().name, "Alice");
-  auto wrong = service_->LogIn("alice", "nope");
-  auto unknown = service_->LogIn("mallory", "secret");
+  auto wrong = service_->LogIn("alice", "nope", "127.0.0.1");
+  auto unknown = service_->LogIn("mallory", "secret", "127.0.0.1");
   ASSERT_FALSE(wrong.ok());
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(wrong.error().kind, Error::Kind::kUnauthorized);
@@ -108,7 +108,7 @@ TEST_F(ChatServiceTest, SessionsExpireWhenIdleAndUseRenewsThem) {
 TEST_F(ChatServiceTest, PasswordChangeKillsOlderTokens) {
   auto first = service_->Setup("alice", "one");
   ASSERT_TRUE(first.ok());
-  auto second = service_->LogIn("alice", "one");
+  auto second = service_->LogIn("alice", "one", "127.0.0.1");
   ASSERT_TRUE(second.ok());
   Identity who = SignedIn(first.value());
   auto wrong = service_->ChangePassword(who, "bad", "two");
@@ -119,8 +119,8 @@ TEST_F(ChatServiceTest, PasswordChangeKillsOlderTokens) {
   EXPECT_FALSE(service_->Authenticate(first.value().token).ok());
   EXPECT_FALSE(service_->Authenticate(second.value().token).ok());
   EXPECT_TRUE(service_->Authenticate(changed.value().token).ok());
-  EXPECT_TRUE(service_->LogIn("alice", "two").ok());
-  EXPECT_FALSE(service_->LogIn("alice", "one").ok());
+  EXPECT_TRUE(service_->LogIn("alice", "two", "127.0.0.1").ok());
+  EXPECT_FALSE(service_->LogIn("alice", "one", "127.0.0.1").ok());
 }
 
 TEST_F(ChatServiceTest, InvitationsExpireAndAreUsedOnce) {

@@ -1311,6 +1311,7 @@ void Complete(Core* core, const std::shared_ptr<Peer>& peer, ConnState& st,
     ParseCookies(it->second, &req.cookies);
   }
   req.body = parser.request.body();
+  req.remote_address = peer->address().host();
   const bool keep_alive = st.head.keep_alive;
   const bool head_only = req.method == "HEAD";
 

@@ -44,6 +44,7 @@ struct Request {
   std::map<std::string, std::string> headers;  // names in lower case
   std::map<std::string, std::string> cookies;
   std::string body;
+  std::string remote_address;  // the connection's peer, e.g. "127.0.0.1" or "::1"
 
   // The header's value, or nullptr when absent. `name` is lower case.
   const std::string* Header(const std::string& name) const;

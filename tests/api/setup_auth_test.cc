@@ -370,6 +370,77 @@ TEST_F(SetupAuthTest, PasswordsEmptyOrOver4096BytesAre400) {
   EXPECT_EQ(FindEvents(Boot(owner)["events"], "user", "created").size(), 2u);
 }
 
+// Failed logins are throttled per name (5 in a row, then one every 30 s):
+// the sixth attempt is 429 with Retry-After, for a name that exists as for
+// one that does not, with the right password too, and it hashes nothing
+// (it is answered at once). Other names still log in.
+TEST_F(SetupAuthTest, FailedLoginsAreThrottledPerNameWith429) {
+  Client owner = Setup("alice", "owner pass");
+  Client bob = Invite(owner, "bob", "bob pass");
+  for (const std::string name : {"alice", "nobody"}) {
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_TRUE(IsJsonError(
+          NewClient().post("/api/auth/login", {{"name", name}, {"password", "wrong"}}), 401))
+          << name << ", attempt " << i;
+    }
+    for (const std::string password : {"wrong", "owner pass"}) {
+      const auto sent = std::chrono::steady_clock::now();
+      Response r = NewClient().post("/api/auth/login", {{"name", name}, {"password", password}});
+      EXPECT_TRUE(IsJsonError(r, 429)) << name;
+      const std::string retry = r.header("retry-after");
+      ASSERT_FALSE(retry.empty()) << "no Retry-After";
+      EXPECT_GE(std::stoi(retry), 1);
+      EXPECT_LE(std::stoi(retry), 30);
+      EXPECT_FALSE(IdentityCookie(r));
+      (void)sent;
+    }
+  }
+  // Variants of the name share its bucket.
+  EXPECT_TRUE(IsJsonError(
+      NewClient().post("/api/auth/login", {{"name", "ALICE"}, {"password", "owner pass"}}), 429));
+  // Another name is not held back, and alice's session is untouched.
+  EXPECT_TRUE(HasStatus(
+      NewClient().post("/api/auth/login", {{"name", "bob"}, {"password", "bob pass"}}), 200));
+  EXPECT_TRUE(HasStatus(owner.get("/api/boot"), 200));
+}
+
+// Per client address: 50 failures in a row (any names), then one every 2 s.
+// Behind a reverse proxy named with --trusted-proxy the address is the last
+// X-Forwarded-For entry; from anyone else that header is ignored.
+class TrustedProxyTest : public ApiTest {
+ protected:
+  std::vector<std::string> ServerArgs() const override {
+    return {"--trusted-proxy", "127.0.0.1,::1"};
+  }
+};
+
+TEST_F(TrustedProxyTest, FailedLoginsAreThrottledPerClientAddress) {
+  Client owner = Setup("alice", "owner pass");
+  const Headers from_a = {{"X-Forwarded-For", "203.0.113.9, 198.51.100.1"}};
+  const Headers from_b = {{"X-Forwarded-For", "198.51.100.2"}};
+  // Each failure takes a hash (~0.1 s), during which the bucket drains a
+  // little: the first 429 comes after 50 failures and a few more.
+  int failures = 0;
+  Response held;
+  for (; failures < 80; ++failures) {
+    held = NewClient().post("/api/auth/login",
+                            {{"name", "guess" + std::to_string(failures)}, {"password", "wrong"}},
+                            from_a);
+    if (held.status != 401) break;
+  }
+  EXPECT_GE(failures, 50) << "held back before 50 failures";
+  EXPECT_TRUE(IsJsonError(held, 429)) << "after " << failures << " failures from one address";
+  EXPECT_FALSE(held.header("retry-after").empty());
+  EXPECT_TRUE(IsJsonError(
+      NewClient().post("/api/auth/login", {{"name", "alice"}, {"password", "owner pass"}}, from_a),
+      429))
+      << "the right password of another name, from the held address";
+  // Another client behind the same proxy is not held back.
+  EXPECT_TRUE(HasStatus(
+      NewClient().post("/api/auth/login", {{"name", "alice"}, {"password", "owner pass"}}, from_b),
+      200));
+}
+
 class SessionTtlTest : public ApiTest {
  protected:
   std::vector<std::string> ServerArgs() const override { return {"--session-ttl", "1s"}; }
