@@ -313,7 +313,14 @@ void Api::LogIn(Call& c) {
   std::string name, password;
   auto body = c.Object();
   if (!body || !c.Strings(*body, {{"name", &name}, {"password", &password}})) return;
-  ReplyLogin(c, service_.LogIn(name, password, ClientAddress(c.request)));
+  // Answered once the password is checked on the hashing pool and the
+  // session committed; no thread waits for either.
+  service_.LogIn(name, password, ClientAddress(c.request),
+                 [responder = c.responder.Keep()](chat::Result<chat::Login> result) {
+                   if (!result.ok()) return SendError(*responder, result.error());
+                   SendJson(*responder, 200, LoginJson(result.value()),
+                            {LoginCookie(result.value().token)});
+                 });
 }
 
 std::string Api::ClientAddress(const http::Request& request) const {

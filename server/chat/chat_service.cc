@@ -100,7 +100,8 @@ storage::Session ChatService::NewSession(const std::string& user_id, std::string
 Result<Login> ChatService::Setup(const std::string& raw_name, const std::string& raw_password) {
   Result<std::string> name = NormalizeName(raw_name);
   if (!name.ok()) return name.error();
-  Result<std::string> password_hash = NewPasswordHash(raw_password);
+  Result<std::string> password_hash =
+      Hashing<std::string>([&] { return NewPasswordHash(raw_password); });
   if (!password_hash.ok()) return password_hash.error();
 
   storage::op::Setup op;
@@ -115,9 +116,8 @@ Result<Login> ChatService::Setup(const std::string& raw_name, const std::string&
   return login;
 }
 
-Result<Login> ChatService::LogIn(const std::string& raw_name, const std::string& raw_password,
-                                 const std::string& address) {
-  const Error rejected{Error::Kind::kUnauthorized, "unknown name or wrong password"};
+void ChatService::LogIn(const std::string& raw_name, const std::string& raw_password,
+                        const std::string& address, Reply<Login> reply) {
   std::optional<std::string> nfc_name = ToNfc(raw_name);
   std::optional<std::string> password = ToNfc(raw_password);
   // The throttle's key for the name: its canonical form, so that variants of
@@ -125,30 +125,51 @@ Result<Login> ChatService::LogIn(const std::string& raw_name, const std::string&
   const std::string name_key = nfc_name ? CanonicalName(*nfc_name) : raw_name;
   const Micros now = clock_.Now();
   if (const Micros wait = login_throttle_.RetryAfter(name_key, address, now); wait > 0) {
-    return Error{Error::Kind::kTooManyRequests, "too many failed logins; try again later", wait};
+    return reply(
+        Error{Error::Kind::kTooManyRequests, "too many failed logins; try again later", wait});
   }
   storage::User user;
   Status s = Status::NotFound("");
   if (nfc_name && !nfc_name->empty()) s = store_.FindUserByCanonicalName(name_key, &user);
-  if (!s.ok() && !s.IsNotFound()) return StorageError(s);
-  // Verify against a dummy hash for unknown names so both failures take as long.
+  if (!s.ok() && !s.IsNotFound()) return reply(StorageError(s));
+  // Counted as failed until the hash says otherwise, so that attempts queued
+  // at once cannot pass the throttle together.
+  login_throttle_.Attempted(name_key, address, now);
   const bool known = s.ok();
-  const bool match =
-      VerifyPassword(password.value_or(""), known ? user.password_hash : DummyPasswordHash());
-  if (!known || !match || !password) {
-    login_throttle_.Failed(name_key, address, now);
-    return rejected;
-  }
-  login_throttle_.Succeeded(name_key);
-  return NewLogin(user);
+  auto check = [this, user = std::move(user), known, password = std::move(password), name_key,
+                address, reply]() {
+    // Verify against a dummy hash for unknown names so both failures take as long.
+    const bool match =
+        VerifyPassword(password.value_or(""), known ? user.password_hash : DummyPasswordHash());
+    if (!known || !match || !password) {
+      return reply(Error{Error::Kind::kUnauthorized, "unknown name or wrong password"});
+    }
+    login_throttle_.Succeeded(name_key, address);
+    NewLogin(user, reply);
+  };
+  if (!hashing_.Submit(std::move(check))) reply(Busy());
 }
 
-Result<Login> ChatService::NewLogin(const storage::User& user) {
+void ChatService::NewLogin(const storage::User& user, Reply<Login> reply) {
   Login login{user.id, user.name, ""};
   storage::op::CreateSession op{NewSession(user.id, &login.token)};
-  Write w = Commit(committer_, std::move(op));
-  if (!w.status.ok()) return StorageError(w.status);
-  return login;
+  CommitThen<Login>(committer_, std::move(op), std::move(reply),
+                    [login](Write& w) -> Result<Login> {
+                      if (!w.status.ok()) return StorageError(w.status);
+                      return login;
+                    });
+}
+
+Error ChatService::Busy() {
+  return Error{Error::Kind::kUnavailable, "too many logins at once, try again"};
+}
+
+template <class T>
+Result<T> ChatService::Hashing(std::function<Result<T>()> work) {
+  std::promise<Result<T>> outcome;
+  std::future<Result<T>> result = outcome.get_future();
+  if (!hashing_.Submit([&] { outcome.set_value(work()); })) return Busy();
+  return result.get();
 }
 
 Result<Identity> ChatService::Authenticate(const std::string& token) {
@@ -189,11 +210,13 @@ Result<Login> ChatService::ChangePassword(const Identity& who, const std::string
   Status s = store_.GetUser(who.user_id, &user);
   if (!s.ok()) return s.IsNotFound() ? Result<Login>(Unauthorized()) : StorageError(s);
   std::optional<std::string> current = ToNfc(raw_current);
-  if (!current || !VerifyPassword(*current, user.password_hash)) {
-    return BadRequest("the current password is wrong");
-  }
   // Hash the new password (64 MiB, ~70 ms) only once the current one matched.
-  Result<std::string> to_hash = NewPasswordHash(raw_to);
+  Result<std::string> to_hash = Hashing<std::string>([&]() -> Result<std::string> {
+    if (!current || !VerifyPassword(*current, user.password_hash)) {
+      return BadRequest("the current password is wrong");
+    }
+    return NewPasswordHash(raw_to);
+  });
   if (!to_hash.ok()) return to_hash.error();
   storage::op::ChangePassword op;
   op.user_id = user.id;
@@ -233,7 +256,8 @@ Result<Login> ChatService::AcceptInvitation(const std::string& id, const std::st
                                             const std::string& raw_password) {
   Result<std::string> name = NormalizeName(raw_name);
   if (!name.ok()) return name.error();
-  Result<std::string> password_hash = NewPasswordHash(raw_password);
+  Result<std::string> password_hash =
+      Hashing<std::string>([&] { return NewPasswordHash(raw_password); });
   if (!password_hash.ok()) return password_hash.error();
   const Error unknown = NotFound("no such invitation, or it was used or has expired");
   if (!LooksLikeId(id, IdKind::kInvitation)) return unknown;
@@ -354,6 +378,11 @@ Result<T> Await(Start start) {
 }
 
 }  // namespace
+
+Result<Login> ChatService::LogIn(const std::string& name, const std::string& password,
+                                 const std::string& address) {
+  return Await<Login>([&](auto reply) { LogIn(name, password, address, reply); });
+}
 
 Result<storage::Conversation> ChatService::CreateConversation(const Identity& who,
                                                               const std::string& name) {

@@ -17,6 +17,7 @@
 
 #include "server/chat/clock.h"
 #include "server/chat/committer.h"
+#include "server/chat/hashing_pool.h"
 #include "server/chat/login_throttle.h"
 #include "storage/store.h"
 
@@ -121,7 +122,11 @@ class ChatService {
 
   Result<Login> Setup(const std::string& name, const std::string& password);
   // Throttled per name and per client `address` (LoginThrottle):
-  // kTooManyRequests before any password is hashed.
+  // kTooManyRequests before any password is hashed. The password is checked
+  // on the hashing pool and the session committed; `reply` runs then, no
+  // thread waiting meanwhile (kUnavailable when the pool's queue is full).
+  void LogIn(const std::string& name, const std::string& password, const std::string& address,
+             Reply<Login> reply);
   Result<Login> LogIn(const std::string& name, const std::string& password,
                       const std::string& address);
   // Resolves a cookie token; renews the session. kUnauthorized when unknown,
@@ -163,7 +168,13 @@ class ChatService {
   storage::Micros RetentionInterval() const;
 
  private:
-  Result<Login> NewLogin(const storage::User& user);
+  void NewLogin(const storage::User& user, Reply<Login> reply);
+  // Runs password work on the hashing pool and waits for it (setup,
+  // invitations and password changes: rare, and behind a session or an
+  // invitation); kUnavailable when the pool's queue is full.
+  template <class T>
+  Result<T> Hashing(std::function<Result<T>()> work);
+  static Error Busy();
   storage::Session NewSession(const std::string& user_id, std::string* token);
   void EndExpiredSessions(storage::Micros now);
 
@@ -173,6 +184,9 @@ class ChatService {
   const Policy policy_;
   SessionObserver* observer_ = nullptr;
   LoginThrottle login_throttle_;
+  // Two argon2id hashes at a time (128 MiB), 256 logins waiting at most.
+  // Last: its threads use the members above until it is gone.
+  HashingPool hashing_{2, 256};
   std::atomic<bool> set_up_{false};
 };
 

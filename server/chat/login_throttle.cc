@@ -16,16 +16,24 @@ storage::Micros LoginThrottle::RetryAfter(const std::string& name_key, const std
   return std::max(names_.RetryAfter(name_key, now), addresses_.RetryAfter(address, now));
 }
 
-void LoginThrottle::Failed(const std::string& name_key, const std::string& address,
-                           storage::Micros now) {
+void LoginThrottle::Attempted(const std::string& name_key, const std::string& address,
+                              storage::Micros now) {
   std::lock_guard<std::mutex> lock(mu_);
   names_.Add(name_key, now);
   addresses_.Add(address, now);
 }
 
-void LoginThrottle::Succeeded(const std::string& name_key) {
+void LoginThrottle::Succeeded(const std::string& name_key, const std::string& address) {
   std::lock_guard<std::mutex> lock(mu_);
   names_.Clear(name_key);
+  addresses_.Refund(address);
+}
+
+void LoginThrottle::Buckets::Refund(const std::string& key) {
+  auto it = buckets_.find(key);
+  if (it != buckets_.end()) {
+    it->second.debt = std::max<storage::Micros>(0, it->second.debt - limits_.drain_every);
+  }
 }
 
 storage::Micros LoginThrottle::Buckets::Debt(const Bucket& b, storage::Micros now) const {

@@ -6,7 +6,7 @@
 // Each key (a canonical name, an address) has a bucket that fills by one per
 // failed login and drains by one every `drain_every`: `burst` failures in a
 // row are allowed, then one per `drain_every`. A successful login empties the
-// name's bucket (not the address's: one address may try many names). Refusals
+// name's bucket and takes its own attempt back from the address's. Refusals
 // are decided before any password is hashed, and the same way for names that
 // exist and names that do not.
 //
@@ -39,8 +39,12 @@ class LoginThrottle {
   // how long until one may (at least a second).
   storage::Micros RetryAfter(const std::string& name_key, const std::string& address,
                              storage::Micros now);
-  void Failed(const std::string& name_key, const std::string& address, storage::Micros now);
-  void Succeeded(const std::string& name_key);
+  // Counts an attempt as failed, before its password is checked: attempts
+  // made at once cannot slip through together.
+  void Attempted(const std::string& name_key, const std::string& address, storage::Micros now);
+  // The attempt succeeded: the name's bucket empties and the address gets
+  // its attempt back.
+  void Succeeded(const std::string& name_key, const std::string& address);
 
  private:
   // The fill level in time: each failure adds `drain_every`, and it drains
@@ -55,6 +59,7 @@ class LoginThrottle {
     storage::Micros RetryAfter(const std::string& key, storage::Micros now);
     void Add(const std::string& key, storage::Micros now);
     void Clear(const std::string& key) { buckets_.erase(key); }
+    void Refund(const std::string& key);
 
    private:
     storage::Micros Debt(const Bucket& b, storage::Micros now) const;
