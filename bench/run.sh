@@ -2,15 +2,17 @@
 # bench/run.sh — builds Quire (Release) and the benchmark clients, then runs
 # every benchmark on loopback against fresh servers and prints the tables.
 #
-#   bench/run.sh [--quick] [--only fanout,write,boot,postgres] [--no-nchan]
+#   bench/run.sh [--quick] [--only fanout,write,boot,postgres,stall] [--no-nchan]
 #                [--boot-events N] [--no-wait-quiet]
 #
 # Each measurement runs at most ~30 s (fan-out: 2 s warm-up, 10 s measured,
-# then up to 10 s for the streams to drain). On a quiet machine the whole
-# script takes about 5 minutes (--quick: about 1.5), plus the build. It waits
-# for other processes to quiet down (up to a minute at the start) and
-# measures a run again when they took over 25% of a core during it, but never
-# waits past 4.5 minutes into the run, so it ends within 10. Everything it
+# then up to 10 s for the streams to drain; stall: ~1 s to post 20 MB of
+# history, 1 s of unread boots, 20 rounds of login, send and boot, ~20 s in
+# all). On a quiet machine the whole script takes about 6 minutes (--quick:
+# about 2), plus the build. It waits for other processes to quiet down (up
+# to a minute at the start) and measures a run again when they took over 25%
+# of a core during it, but never waits past 4.5 minutes into the run, so it
+# ends within 10. Everything it
 # starts (quire, nginx) is stopped on exit and its scratch directory
 # (databases, logs) is removed; the full log is kept in
 # ${QUIRE_BENCH_LOG:-/tmp/quire-bench-last.log}.
@@ -25,7 +27,7 @@ build=${QUIRE_BENCH_BUILD:-$root/build-bench}
 log=${QUIRE_BENCH_LOG:-/tmp/quire-bench-last.log}
 
 quick=0
-only="fanout,write,boot,postgres"
+only="fanout,write,boot,postgres,stall"
 with_nchan=1
 boot_events=1000000
 wait_quiet=1
@@ -36,7 +38,7 @@ while [[ $# -gt 0 ]]; do
     --no-nchan) with_nchan=0 ;;
     --boot-events) boot_events=$2; shift ;;
     --no-wait-quiet) wait_quiet=0 ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -101,7 +103,12 @@ measure() {
 # Runs a client with a hard time limit, logging everything, keeping RESULT lines.
 run_client() {
   local out
-  out=$(timeout 90 "$@" 2>&1) || { say "FAILED ($?): $*"; say "$out"; return 0; }
+  # A client that found failed requests still prints its RESULT line: keep it.
+  out=$(timeout 90 "$@" 2>&1) || {
+    say "FAILED ($?): $*"; say "$out"
+    echo "$out" | grep '^RESULT' >>"$results" || true
+    return 0
+  }
   echo "$out" | tee -a "$log" | grep -v '^RESULT' || true
   echo "$out" | grep '^RESULT' >>"$results" || true
   echo | tee -a "$log"
@@ -326,6 +333,19 @@ if wants postgres; then
   echo
 fi
 
+if wants stall; then
+  say "== clients that never read their boots (20 MB each): a login, a send and a boot of another client =="
+  # stall_run STALLED: a fresh server, 20 MB of history, STALLED unread boots,
+  # then 20 rounds of login, send, boot from another client.
+  stall_run() {
+    start_quire "stall-$1"
+    run_client "$tools/stall_bench" --port "$qport" --stalled "$1" --samples 20 --history-mb 20 \
+      --server-pid "$qpid" --thread-roles "$qroles"
+    stop_quire "stall-$1"
+  }
+  for stalled in 0 32; do measure stall_run "$stalled"; done
+fi
+
 # ---------------------------------------------------------------------------
 # Tables.
 cat "$results" >>"$log"
@@ -367,6 +387,15 @@ if grep -q 'bench=boot ' "$results"; then
   while read -r line; do
     say "| $(field run "$line") | $(field events "$line") | $(field ttfb_s "$line") | $(field total_s "$line") | $(awk "BEGIN {printf \"%.1f\", $(field bytes "$line")/1e6}") | $(awk "BEGIN {printf \"%.2f\", $(field server_cpu_s "$line")}") | $(awk "BEGIN {printf \"%.0f\", $(field hwm_kb "$line")/1024}") | $(awk "BEGIN {printf \"%.0f\", $(field idle_rss_kb "$line")/1024}") |"
   done < <(grep 'bench=boot ' "$results")
+fi
+if grep -q 'bench=stall' "$results"; then
+  say ""
+  say "| stalled boots | boot MB | send p50 / p99 / max ms | login p50 / p99 / max ms | boot first byte p50 / p99 / max ms | whole boot p50 / p99 / max ms | failures | unread in stalled sockets MB (closed) | server CPU % | client CPU % | other CPU % (steal) |"
+  say "|---:|---:|---|---|---|---|---:|---|---:|---:|---:|"
+  while read -r line; do
+    ms() { echo "$(field "$1_p50_ms" "$line") / $(field "$1_p99_ms" "$line") / $(field "$1_max_ms" "$line")"; }
+    say "| $(field stalled "$line") | $(field boot_mb "$line") | $(ms send) | $(ms login) | $(ms boot_first) | $(ms boot) | $(field failures "$line") | $(field stalled_unread_mb "$line") ($(field stalled_closed "$line")) | $(field server_cpu "$line") | $(field client_cpu "$line") | $(field other_cpu "$line") ($(field steal_cpu "$line")) |"
+  done < <(grep 'bench=stall' "$results")
 fi
 say ""
 say "full log: $log"
