@@ -901,6 +901,17 @@ struct GuardError {
   std::string message;
 };
 
+// A header name: RFC 9110 token characters only.
+bool IsToken(std::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
 // Parses the header block (request line to the empty line, inclusive).
 std::optional<GuardError> ScanHead(std::string_view block, std::size_t hard_body_limit,
                                    Head* head) {
@@ -914,6 +925,9 @@ std::optional<GuardError> ScanHead(std::string_view block, std::size_t hard_body
   head->target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
   std::string_view version = line.substr(sp2 + 1);
   if (head->target.empty() || head->target.find(' ') != std::string::npos) return bad;
+  for (char c : head->target) {
+    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) return bad;
+  }
   if (version == "HTTP/1.1") {
     head->http10 = false;
   } else if (version == "HTTP/1.0") {
@@ -935,8 +949,18 @@ std::optional<GuardError> ScanHead(std::string_view block, std::size_t hard_body
     std::size_t colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) return bad;
     std::string name = AsciiLower(line.substr(0, colon));
-    if (name.find_first_of(" \t") != std::string::npos) return bad;
+    if (!IsToken(name)) return bad;
     std::string_view value = TrimSpace(line.substr(colon + 1));
+    // No control characters in a value (a bare CR, a NUL...) but the tab.
+    for (char c : value) {
+      const auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && c != '\t') || u == 0x7f) {
+        return GuardError{400, "invalid character in a header value"};
+      }
+    }
+    if (name == "host" && head->headers.count("host") > 0) {
+      return GuardError{400, "more than one Host header"};
+    }
     if (name == "transfer-encoding") {
       has_encoding = true;
     } else if (name == "content-length") {
@@ -956,6 +980,9 @@ std::optional<GuardError> ScanHead(std::string_view block, std::size_t hard_body
       it->second += name == "cookie" ? "; " : ", ";
       it->second += value;
     }
+  }
+  if (!head->http10 && head->headers.count("host") == 0) {
+    return GuardError{400, "an HTTP/1.1 request needs a Host header"};
   }
   if (has_encoding) {
     return GuardError{411, "Transfer-Encoding is not supported: send the body with Content-Length"};
@@ -1389,6 +1416,16 @@ void Input(Core* core, const char* buffer, std::size_t len, const std::shared_pt
       std::size_t old = st.head_bytes.size();
       std::size_t take = std::min(len - off, kMaxHeadBytes + 4 - old);
       st.head_bytes.append(buffer + off, take);
+      // Lines end with CRLF. A bare LF would leave the head unfinished until
+      // the header timeout; answer at once instead.
+      bool bare_lf = false;
+      for (std::size_t i = old; i < st.head_bytes.size() && !bare_lf; ++i) {
+        bare_lf = st.head_bytes[i] == '\n' && (i == 0 || st.head_bytes[i - 1] != '\r');
+      }
+      if (bare_lf) {
+        Reject(peer, st, 400, "malformed request: a line ended without CR");
+        continue;
+      }
       std::size_t end = st.head_bytes.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
       if (end == std::string::npos) {
         off += take;
