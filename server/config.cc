@@ -72,6 +72,15 @@ bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, in
                    "(repeatable; for login throttling per address)")
       ->envname("QUIRE_TRUSTED_PROXY")
       ->delimiter(',');
+  serve
+      ->add_option("--public-url", config->public_url,
+                   "The URL clients reach the server at, e.g. https://chat.example.org "
+                   "(https makes the session cookie Secure)")
+      ->envname("QUIRE_PUBLIC_URL")
+      ->check([](const std::string& url) -> std::string {
+        if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) return "";
+        return "--public-url must start with http:// or https://";
+      });
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -16,6 +16,7 @@ struct ServeConfig {
   int heartbeat_seconds = 30;
   int threads = 0;                           // 0: the number of cores
   std::vector<std::string> trusted_proxies;  // --trusted-proxy ADDR (repeatable)
+  std::string public_url;                    // --public-url: how clients reach the server
   chat::Policy policy;
 };
 

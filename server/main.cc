@@ -134,6 +134,7 @@ int Serve(const quire::ServeConfig& config) {
   api::ApiOptions api_options;
   api_options.heartbeat_seconds = config.heartbeat_seconds;
   api_options.trusted_proxies = config.trusted_proxies;
+  api_options.public_url_is_https = config.public_url.rfind("https://", 0) == 0;
   api::Api api(service, hub, api_options);
 
   http::ServerOptions http_options;

@@ -178,12 +178,15 @@ struct Api::Call {
 
 namespace {
 
-std::string LoginCookie(const std::string& token) {
-  return std::string(kCookieName) + "=" + token + kCookieAttributes;
+// `secure`: the client reached the server over TLS, so the browser must
+// never send the cookie over plain HTTP.
+std::string LoginCookie(const std::string& token, bool secure) {
+  return std::string(kCookieName) + "=" + token + kCookieAttributes + (secure ? "; Secure" : "");
 }
 
-std::string ClearedCookie() {
-  return std::string(kCookieName) + "=" + kCookieAttributes + "; Max-Age=0";
+std::string ClearedCookie(bool secure) {
+  return std::string(kCookieName) + "=" + kCookieAttributes + "; Max-Age=0" +
+         (secure ? "; Secure" : "");
 }
 
 json LoginJson(const chat::Login& login) {
@@ -299,7 +302,8 @@ void Api::Dispatch(Call& call) {
 
 void Api::ReplyLogin(Call& call, const chat::Result<chat::Login>& result) {
   if (!result.ok()) return call.Fail(result.error());
-  call.Reply(200, LoginJson(result.value()), {LoginCookie(result.value().token)});
+  call.Reply(200, LoginJson(result.value()),
+             {LoginCookie(result.value().token, OverTls(call.request))});
 }
 
 void Api::Setup(Call& c) {
@@ -316,11 +320,22 @@ void Api::LogIn(Call& c) {
   // Answered once the password is checked on the hashing pool and the
   // session committed; no thread waits for either.
   service_.LogIn(name, password, ClientAddress(c.request),
-                 [responder = c.responder.Keep()](chat::Result<chat::Login> result) {
+                 [responder = c.responder.Keep(),
+                  secure = OverTls(c.request)](chat::Result<chat::Login> result) {
                    if (!result.ok()) return SendError(*responder, result.error());
                    SendJson(*responder, 200, LoginJson(result.value()),
-                            {LoginCookie(result.value().token)});
+                            {LoginCookie(result.value().token, secure)});
                  });
+}
+
+bool Api::OverTls(const http::Request& request) const {
+  if (options_.public_url_is_https) return true;
+  const auto& trusted = options_.trusted_proxies;
+  if (std::find(trusted.begin(), trusted.end(), request.remote_address) == trusted.end()) {
+    return false;
+  }
+  const std::string* proto = request.Header("x-forwarded-proto");
+  return proto && http::AsciiLower(http::TrimSpace(*proto)) == "https";
 }
 
 std::string Api::ClientAddress(const http::Request& request) const {
@@ -342,7 +357,7 @@ void Api::LogOut(Call& c) {
   if (!c.Object(/*empty_ok=*/true)) return;
   auto r = service_.LogOut(c.who);
   if (!r.ok()) return c.Fail(r.error());
-  c.NoContent({ClearedCookie()});
+  c.NoContent({ClearedCookie(OverTls(c.request))});
 }
 
 void Api::ChangePassword(Call& c) {

@@ -25,6 +25,8 @@ struct ApiOptions {
   // Peers whose X-Forwarded-For names the client (reverse proxies);
   // from anyone else the header is ignored.
   std::vector<std::string> trusted_proxies;
+  // --public-url starts with https://: every cookie is Secure.
+  bool public_url_is_https = false;
   std::size_t boot_page = 2048;  // events per store read during boot
 };
 
@@ -48,6 +50,9 @@ class Api {
   void LogIn(Call& call);
   // The client's address: the peer, or what a trusted proxy says it is.
   std::string ClientAddress(const http::Request& request) const;
+  // True when the client reached the server over TLS: --public-url is
+  // https, or a trusted proxy says X-Forwarded-Proto: https.
+  bool OverTls(const http::Request& request) const;
   void LogOut(Call& call);
   void ChangePassword(Call& call);
   void Invite(Call& call);

@@ -441,6 +441,57 @@ TEST_F(TrustedProxyTest, FailedLoginsAreThrottledPerClientAddress) {
       200));
 }
 
+// Cookies are Secure only when the client reached the server over TLS: from
+// a trusted proxy saying X-Forwarded-Proto: https (below), or always with an
+// https --public-url (PublicHttpsUrlTest). Anyone else's X-Forwarded-Proto
+// is ignored.
+TEST_F(TrustedProxyTest, CookiesAreSecureWhenTheTrustedProxySaysHttps) {
+  Client owner = Setup("alice", "owner pass");
+  auto login = [&](const Headers& h) {
+    return IdentityCookie(
+        NewClient().post("/api/auth/login", {{"name", "alice"}, {"password", "owner pass"}}, h));
+  };
+  auto over_tls = login({{"X-Forwarded-Proto", "https"}});
+  ASSERT_TRUE(over_tls);
+  EXPECT_TRUE(over_tls->Has("secure"));
+  auto plain = login({{"X-Forwarded-Proto", "http"}});
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->Has("secure"));
+}
+
+TEST_F(SetupAuthTest, AnUntrustedXForwardedProtoIsIgnored) {
+  auto setup =
+      IdentityCookie(NewClient().post("/api/setup", {{"name", "alice"}, {"password", "owner pass"}},
+                                      {{"X-Forwarded-Proto", "https"}}));
+  ASSERT_TRUE(setup);
+  EXPECT_FALSE(setup->Has("secure"));
+}
+
+class PublicHttpsUrlTest : public ApiTest {
+ protected:
+  std::vector<std::string> ServerArgs() const override {
+    return {"--public-url", "https://chat.example.org"};
+  }
+};
+
+TEST_F(PublicHttpsUrlTest, EveryCookieIsSecure) {
+  Response setup = NewClient().post("/api/setup", {{"name", "alice"}, {"password", "owner pass"}});
+  auto cookie = IdentityCookie(setup);
+  ASSERT_TRUE(cookie);
+  EXPECT_TRUE(cookie->Has("secure"));
+  EXPECT_TRUE(cookie->Has("httponly"));
+  Client c = NewClient();
+  auto login =
+      IdentityCookie(c.post("/api/auth/login", {{"name", "alice"}, {"password", "owner pass"}}));
+  ASSERT_TRUE(login);
+  EXPECT_TRUE(login->Has("secure"));
+  Response out = c.post("/api/auth/logout", Json::object());
+  auto cleared = IdentityCookie(out);
+  ASSERT_TRUE(cleared);
+  EXPECT_TRUE(cleared->Clears());
+  EXPECT_TRUE(cleared->Has("secure"));
+}
+
 class SessionTtlTest : public ApiTest {
  protected:
   std::vector<std::string> ServerArgs() const override { return {"--session-ttl", "1s"}; }
