@@ -73,6 +73,18 @@ bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, in
       ->envname("QUIRE_TRUSTED_PROXY")
       ->delimiter(',');
   serve
+      ->add_option("--idle-timeout", config->idle_timeout_seconds,
+                   "Seconds after which an idle keep-alive connection is closed")
+      ->envname("QUIRE_IDLE_TIMEOUT")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  serve
+      ->add_option("--max-connections", config->max_connections,
+                   "Most connections at once; the longest-idle are closed to make room "
+                   "(default: half the open-file limit, a stream takes two files)")
+      ->envname("QUIRE_MAX_CONNECTIONS")
+      ->check(CLI::Range(1L, 10000000L));
+  serve
       ->add_option("--public-url", config->public_url,
                    "The URL clients reach the server at, e.g. https://chat.example.org "
                    "(https makes the session cookie Secure)")

@@ -17,6 +17,8 @@ struct ServeConfig {
   int threads = 0;                           // 0: the number of cores
   std::vector<std::string> trusted_proxies;  // --trusted-proxy ADDR (repeatable)
   std::string public_url;                    // --public-url: how clients reach the server
+  int idle_timeout_seconds = 60;             // --idle-timeout
+  long max_connections = 0;                  // --max-connections; 0: from the open-file limit
   chat::Policy policy;
 };
 

@@ -68,19 +68,26 @@ class RetentionLoop {
 // file, and every open stream two (it writes to its own duplicate of the
 // socket): the common default of 1,024 would cap a server at a few hundred
 // streams.
-void RaiseOpenFileLimit() {
+// Returns the limit in force.
+std::size_t RaiseOpenFileLimit() {
   rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
-  limit.rlim_cur = limit.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
-    std::fprintf(stderr, "quire: cannot raise the open file limit to %llu\n",
-                 static_cast<unsigned long long>(limit.rlim_max));
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      limit = raised;
+    } else {
+      std::fprintf(stderr, "quire: cannot raise the open file limit to %llu\n",
+                   static_cast<unsigned long long>(limit.rlim_max));
+    }
   }
+  return static_cast<std::size_t>(limit.rlim_cur);
 }
 
 int Serve(const quire::ServeConfig& config) {
   using namespace quire;
-  RaiseOpenFileLimit();
+  const std::size_t open_files = RaiseOpenFileLimit();
   if (!chat::InitSecrets()) {
     std::fprintf(stderr, "quire: cannot initialise the random number generator\n");
     return 1;
@@ -142,6 +149,13 @@ int Serve(const quire::ServeConfig& config) {
   http_options.port = static_cast<std::uint16_t>(config.port);
   http_options.reactor_threads = config.threads;
   http_options.worker_threads = std::max(8, 4 * config.threads);
+  http_options.idle_timeout = std::chrono::seconds(config.idle_timeout_seconds);
+  // Half the open files (a stream holds two), less room for the databases,
+  // the listener and the rest: accept() never runs out of files.
+  http_options.max_connections =
+      config.max_connections > 0
+          ? static_cast<std::size_t>(config.max_connections)
+          : std::max<std::size_t>(16, open_files > 256 ? (open_files - 128) / 2 : open_files / 4);
   const client_assets::AssetServer assets;
 
   http::HttpServer server(

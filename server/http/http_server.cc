@@ -71,6 +71,7 @@
 #include <deque>
 #include <exception>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -737,6 +738,10 @@ struct ConnRegistry {
     std::lock_guard<std::mutex> lock(mu);
     conns.erase(c);
   }
+  std::size_t Count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return conns.size();
+  }
   std::vector<std::shared_ptr<ConnShared>> Snapshot() {
     std::vector<std::shared_ptr<ConnShared>> out;
     std::lock_guard<std::mutex> lock(mu);
@@ -769,6 +774,7 @@ struct ConnShared {
   // answer to resume the connection on its reactor.
   bool busy = false;
   bool wake = false;
+  std::chrono::steady_clock::time_point last_active = std::chrono::steady_clock::now();
 
   bool IsGone() {
     std::lock_guard<std::mutex> lock(mu);
@@ -777,6 +783,18 @@ struct ConnShared {
   void SetBusy() {
     std::lock_guard<std::mutex> lock(mu);
     busy = true;
+    last_active = std::chrono::steady_clock::now();
+  }
+  // Since when the connection has been an idle keep-alive connection: no
+  // request in progress, no open stream. Nullopt while it is not.
+  std::optional<std::chrono::steady_clock::time_point> IdleSince() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (busy || gone) return std::nullopt;
+    for (const auto& w : streams) {
+      auto stream = w.lock();
+      if (stream && !stream->Closed()) return std::nullopt;
+    }
+    return last_active;
   }
   // Reactor: true if input must wait.
   bool WaitIfBusy() {
@@ -788,6 +806,7 @@ struct ConnShared {
   bool Release() {
     std::lock_guard<std::mutex> lock(mu);
     busy = false;
+    last_active = std::chrono::steady_clock::now();
     bool w = wake && !gone;
     wake = false;
     return w;
@@ -1112,6 +1131,28 @@ struct Core {
     }
   }
 };
+
+// Closes idle keep-alive connections, longest idle first: every one idle for
+// longer than the idle timeout, and as many more as it takes to bring the
+// count down to `keep`. Returns how many it closed.
+std::size_t CloseIdle(Core& core, std::size_t keep) {
+  const auto now = std::chrono::steady_clock::now();
+  const auto conns = core.conns->Snapshot();
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::shared_ptr<ConnShared>>> idle;
+  for (const auto& c : conns) {
+    if (auto since = c->IdleSince()) idle.emplace_back(*since, c);
+  }
+  std::sort(idle.begin(), idle.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  const std::size_t excess = conns.size() > keep ? conns.size() - keep : 0;
+  std::size_t closed = 0;
+  for (const auto& [since, conn] : idle) {
+    if (now - since < core.options.idle_timeout && closed >= excess) break;
+    DropConnection(conn)();
+    ++closed;
+  }
+  return closed;
+}
 
 // ---------------------------------------------------------------------------
 // Responder.
@@ -1504,6 +1545,11 @@ class PistacheHandler final : public Pistache::Http::Handler {
     if (setsockopt(peer->fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
       Log("cannot set TCP_NODELAY on a connection");
     }
+    const std::size_t max = core_->options.max_connections;
+    if (max > 0 && core_->conns->Count() >= max && CloseIdle(*core_, max - 1) == 0) {
+      // Full, and every connection is busy or streaming: this one goes.
+      ::shutdown(peer->fd(), SHUT_RDWR);
+    }
     struct stat st {};
     if (::fstat(peer->fd(), &st) != 0) Log("cannot fstat a connection's socket");
     peer->putData(ParserData, std::make_shared<Pistache::Http::RequestParser>(getMaxRequestSize()));
@@ -1562,6 +1608,8 @@ struct HttpServer::Impl {
         if (s->deadline() <= now) s->End();
         s->CheckDrain(now);  // drops a stream whose client stopped reading
       }
+      CloseIdle(core, core.options.max_connections > 0 ? core.options.max_connections
+                                                       : std::numeric_limits<std::size_t>::max());
       lock.lock();
     }
   }

@@ -154,9 +154,17 @@ struct ServerOptions {
   // once without reading it. The application enforces its own smaller limit.
   std::size_t hard_body_limit = 1 << 20;
   std::chrono::seconds header_timeout{30};
-  // Idle keep-alive connections and open streams are closed after this long;
-  // stream clients reconnect with Last-Event-ID.
+  // Open streams are ended after this long (stream clients reconnect with
+  // Last-Event-ID).
   std::chrono::seconds keepalive_timeout{600};
+  // A keep-alive connection with no request in progress and no open stream
+  // is closed after this long.
+  std::chrono::seconds idle_timeout{60};
+  // At most this many connections: beyond it the longest-idle keep-alive
+  // connections are closed to make room, and when none is idle the new one
+  // is. 0: no limit. Keep it well below the open-file limit (a stream holds
+  // two files), so that accept() never fails for want of one.
+  std::size_t max_connections = 0;
 };
 
 class HttpServer {
