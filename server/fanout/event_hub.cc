@@ -220,7 +220,9 @@ void EventHub::PublishedTo(std::int64_t seq) {
 
 bool EventHub::Deliver(Subscriber& sub, const http::ChunkPtr& chunk) {
   if (sub.stream->PendingBytes() > options_.max_pending_bytes) {
-    sub.stream->End();  // too slow: it reconnects with Last-Event-ID and loses nothing
+    // Too slow: it reconnects with Last-Event-ID and loses nothing. Cut, not
+    // End: the megabyte it has not read is dropped, not handed over.
+    sub.stream->Cut();
     return false;
   }
   if (!sub.stream->Write(chunk)) return false;

@@ -555,6 +555,12 @@ class StreamImpl final : public ResponseStream {
 
   void End() override { Close(true); }
 
+  void Cut() override {
+    if (Closed()) return;
+    Close(false);
+    if (drop_) drop_();
+  }
+
   bool Closed() const override {
     if (closed_flag_.load()) return true;
     return peer_.expired();

@@ -115,6 +115,11 @@ class ResponseStream {
   // free for the next request. Idempotent.
   virtual void End() = 0;
 
+  // Ends the stream at once for a client that cannot keep up: what is still
+  // queued is dropped (not copied anywhere) and the connection is closed.
+  // The client reconnects from the last event it got. Idempotent.
+  virtual void Cut() { End(); }
+
   // True once the client disconnected or End() was called.
   virtual bool Closed() const = 0;
 
