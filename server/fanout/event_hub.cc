@@ -51,22 +51,38 @@ void EventHub::Stop() {
 
 void EventHub::Attach(std::shared_ptr<http::ResponseStream> stream, std::int64_t start,
                       const std::string& user_id, const std::string& token_hash) {
-  ContinueReplay(std::make_shared<Replay>(Replay{std::move(stream), start, user_id, token_hash}));
+  auto replay = std::make_shared<Replay>(Replay{std::move(stream), start, user_id, token_hash});
+  // The session was checked when the request began, and a logout or password
+  // change ends the streams the hub knows of once its commit is done: one that
+  // ran between the two would leave this stream open for good. So the stream
+  // is known here before the session is read again: either that commit came
+  // first and the read finds no session, or its SessionEnded finds the stream.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    replays_.push_back(replay);
+  }
+  storage::Session session;
+  if (store_.FindSession(token_hash, &session).IsNotFound()) replay->stream->End();
+  ContinueReplay(replay);
 }
 
 void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
   http::ResponseStream& stream = *replay->stream;
   std::vector<storage::Event> events;
+  // Whenever the replay ends, the stream leaves replays_ (under mu_).
+  auto forget = [&] { std::erase(replays_, replay); };
   for (;;) {
     std::int64_t target;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_ || stream.Closed()) {
+        forget();
         stream.End();
         return;
       }
       target = published_;
       if (replay->cursor >= target) {
+        forget();
         if (replay->cursor < purged_through_) {
           stream.End();  // a purge overtook the replay; the reconnect gets 410
           return;
@@ -83,21 +99,22 @@ void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
     if (!s.ok()) {
       std::fprintf(stderr, "quire: stream replay failed: %s\n", s.ToString().c_str());
       stream.End();
-      return;
+      continue;  // closed: leaves replays_ above
     }
+    bool written = true;
     for (const storage::Event& event : events) {
-      if (!stream.Write(EventChunk(event))) return;
+      if (!(written = stream.Write(EventChunk(event)))) break;
       replay->cursor = event.seq;
     }
+    if (!written) continue;  // closed: leaves replays_ above
     if (events.size() < options_.read_page) replay->cursor = target;  // the rest was purged
     if (events.empty()) continue;
     // The next page once this one drained, on a worker; no thread waits for a
     // slow client, and one that does not catch up within 30 s is dropped (it
-    // reconnects from where it got).
+    // reconnects from where it got). Not drained means closed: the call then
+    // only takes the stream out of replays_.
     stream.WhenDrained(options_.max_pending_bytes / 2, std::chrono::seconds(30),
-                       [this, replay](bool drained) {
-                         if (drained) ContinueReplay(replay);
-                       });
+                       [this, replay](bool) { ContinueReplay(replay); });
     return;
   }
 }
@@ -246,15 +263,28 @@ void EventHub::EndWhere(const std::function<bool(const Subscriber&)>& predicate)
   std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
 }
 
+void EventHub::EndSessions(
+    const std::function<bool(const std::string&, const std::string&)>& ended) {
+  std::vector<std::shared_ptr<http::ResponseStream>> replaying;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EndWhere([&](const Subscriber& sub) { return ended(sub.user_id, sub.token_hash); });
+    for (const auto& replay : replays_) {
+      if (ended(replay->user_id, replay->token_hash)) replaying.push_back(replay->stream);
+    }
+  }
+  // Without mu_: ending a replaying stream runs its drain callback, which may
+  // continue the replay (taking mu_) on this thread.
+  for (const auto& stream : replaying) stream->End();
+}
+
 void EventHub::SessionEnded(const std::string& token_hash) {
-  std::lock_guard<std::mutex> lock(mu_);
-  EndWhere([&](const Subscriber& sub) { return sub.token_hash == token_hash; });
+  EndSessions([&](const std::string&, const std::string& hash) { return hash == token_hash; });
 }
 
 void EventHub::UserSessionsEnded(const std::string& user_id, const std::string& kept_token_hash) {
-  std::lock_guard<std::mutex> lock(mu_);
-  EndWhere([&](const Subscriber& sub) {
-    return sub.user_id == user_id && sub.token_hash != kept_token_hash;
+  EndSessions([&](const std::string& user, const std::string& hash) {
+    return user == user_id && hash != kept_token_hash;
   });
 }
 
@@ -281,6 +311,7 @@ std::vector<std::string> EventHub::OpenSessions() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& sub : subscribers_) hashes.push_back(sub->token_hash);
+    for (const auto& replay : replays_) hashes.push_back(replay->token_hash);
   }
   std::sort(hashes.begin(), hashes.end());
   hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());

@@ -107,6 +107,9 @@ class EventHub final : public chat::SessionObserver {
   };
   // Queues the next page of the replay, or makes the stream live.
   void ContinueReplay(const std::shared_ptr<Replay>& replay);
+  // Ends the live and the replaying streams whose session `ended` picks
+  // (user_id, token_hash).
+  void EndSessions(const std::function<bool(const std::string&, const std::string&)>& ended);
 
   void Pump();
   // Publishes the events up to head.last_seq; a read failure is returned.
@@ -130,6 +133,9 @@ class EventHub final : public chat::SessionObserver {
 
   std::mutex mu_;
   std::vector<std::shared_ptr<Subscriber>> subscribers_;
+  // Streams from Attach until they are live (or end): a session that ends
+  // meanwhile ends them too.
+  std::vector<std::shared_ptr<Replay>> replays_;
   std::int64_t published_ = 0;       // every event up to here went to the live streams
   std::int64_t purged_through_ = 0;  // streams behind this have lost events
   bool stopping_ = false;
