@@ -78,9 +78,8 @@ class EventHubTest : public ::testing::Test {
     Apply(storage::op::Setup{user, session});
     for (int i = 1; i <= 2; ++i) {
       const std::string name = "room " + std::to_string(i);
-      Apply(storage::op::CreateConversation{
-          storage::Conversation{"C00000000000000" + std::to_string(i), name, name, 1, 1,
-                                std::nullopt}});
+      Apply(storage::op::CreateConversation{storage::Conversation{
+          "C00000000000000" + std::to_string(i), name, name, 1, 1, std::nullopt}});
     }
   }
   void TearDown() override {
