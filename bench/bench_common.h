@@ -345,13 +345,20 @@ struct QuireSession {
   std::int64_t resume_point = 0;
 };
 
-inline std::string CookieFrom(const Response& r) {
+// "identity=…" from a response's Set-Cookie; "" when there is none.
+inline std::string IdentityCookie(const Response& r) {
   auto it = r.headers.find("set-cookie");
-  if (it == r.headers.end()) Die("no Set-Cookie in the login answer");
-  std::size_t start = it->second.find("identity=");
-  if (start == std::string::npos) Die("no identity cookie in the login answer");
-  std::size_t end = it->second.find_first_of(";\n", start);
+  if (it == r.headers.end()) return "";
+  const std::size_t start = it->second.find("identity=");
+  if (start == std::string::npos) return "";
+  const std::size_t end = it->second.find_first_of(";\n", start);
   return it->second.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+inline std::string CookieFrom(const Response& r) {
+  std::string cookie = IdentityCookie(r);
+  if (cookie.empty()) Die("no identity cookie in the login answer");
+  return cookie;
 }
 
 inline QuireSession QuireSetup(const std::string& host, int port, const std::string& user,

@@ -55,16 +55,6 @@ std::string Get(const std::string& host, const std::string& path, const std::str
   return "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nCookie: " + cookie + "\r\n\r\n";
 }
 
-// "identity=…" from a response's Set-Cookie; "" when there is none.
-std::string IdentityCookie(const Response& r) {
-  auto it = r.headers.find("set-cookie");
-  if (it == r.headers.end()) return "";
-  const std::size_t start = it->second.find("identity=");
-  if (start == std::string::npos) return "";
-  const std::size_t end = it->second.find_first_of(";\n", start);
-  return it->second.substr(start, end == std::string::npos ? std::string::npos : end - start);
-}
-
 // Tells, in one pass over the bytes as they arrive, when `raw` holds a whole
 // response (Content-Length or chunked body), so that a 20 MB body is not
 // re-parsed on every read.

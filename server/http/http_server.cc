@@ -79,6 +79,7 @@
 #include <unordered_map>
 
 #include "server/http/header_text.h"
+#include "server/http/pistache_calls.h"
 #include "server/http/socket_queue.h"
 #include "server/http/writable_watcher.h"
 
@@ -329,7 +330,7 @@ Sent Enqueue(const std::shared_ptr<Peer>& peer, const Pistache::RawBuffer& bytes
     if (c) c->Add(sent.size);
   }
   try {
-    sent.promise.emplace(peer->send(bytes));
+    sent.promise.emplace(pistache_calls::Send(*peer, bytes));
   } catch (const std::exception& e) {
     Log(std::string("send failed: ") + e.what());
     for (Pending* c : counters) {
@@ -393,7 +394,7 @@ void OnReactor(const ReactorRef& r, std::function<void()> fn, bool defer = false
       [&](Pistache::Async::Deferred<uint64_t> d) { deferred.emplace(std::move(d)); });
   timer.then([fn, closer](uint64_t) { fn(); }, [closer](std::exception_ptr) {});
   try {
-    r.transport->armTimer(tfd, std::chrono::milliseconds(1), std::move(*deferred));
+    pistache_calls::ArmTimer(*r.transport, tfd, std::chrono::milliseconds(1), std::move(*deferred));
   } catch (const std::exception& e) {
     Log(std::string("cannot arm a reactor timer: ") + e.what());
   }

@@ -339,8 +339,11 @@ class HttpServerTest : public ::testing::Test {
   std::condition_variable held_cv_;
   bool held_started_ = false;
   bool held_released_ = false;
-  std::unique_ptr<HttpServer> server_;
+  // Before server_: what the handler touches is destroyed after the server,
+  // whose destructor waits for the workers (a handler may still be in
+  // StreamBox::Put's notify when the test thread has taken the stream).
   StreamBox box_;
+  std::unique_ptr<HttpServer> server_;
 };
 
 TEST(MakeChunkTest, Frames) {

@@ -349,6 +349,22 @@ QuireProcess::~QuireProcess() {
   Kill();
 }
 
+std::string SanitizerReport(const std::string& stderr_text) {
+  const std::size_t at = stderr_text.find("WARNING: ThreadSanitizer");
+  return at == std::string::npos ? std::string() : stderr_text.substr(at);
+}
+
+void QuireProcess::CheckSanitizerReport() {
+  if (generation_ == 0 || checked_generation_ == generation_) return;
+  checked_generation_ = generation_;
+  const std::string report = SanitizerReport(stderr_text());
+  if (!report.empty()) {
+    ADD_FAILURE() << "the quire server printed a ThreadSanitizer report (a data race or a "
+                     "lock-order inversion in the server; see tools/tsan-suppressions.txt):\n"
+                  << Clip(report, 16000);
+  }
+}
+
 std::string QuireProcess::stdout_text() const {
   return ReadFile(logs_.path() + "/stdout." + std::to_string(generation_));
 }
@@ -387,6 +403,7 @@ std::string QuireProcess::stderr_text() const {
     }
     if (auto st = WaitFor(pid_, 0ms)) {
       pid_ = -1;
+      CheckSanitizerReport();
       return ::testing::AssertionFailure()
              << "quire exited before listening (" << st->Describe() << ")\ncommand:" <<
              [&] {
@@ -416,6 +433,7 @@ std::string QuireProcess::stderr_text() const {
                                          << " ms of SIGTERM\nstderr: " << Clip(stderr_text(), 4000);
   }
   pid_ = -1;
+  CheckSanitizerReport();
   if (st->signal || st->code != 0) {
     return ::testing::AssertionFailure() << "quire stopped with " << st->Describe()
                                          << " after SIGTERM\nstderr: " << Clip(stderr_text(), 8000);
@@ -428,6 +446,7 @@ void QuireProcess::Kill() {
   kill(pid_, SIGKILL);
   WaitFor(pid_, 10s);
   pid_ = -1;
+  CheckSanitizerReport();
 }
 
 ::testing::AssertionResult QuireProcess::Restart() {
@@ -452,6 +471,11 @@ RunResult RunQuire(const std::vector<std::string>& args, std::chrono::millisecon
   }
   result.out = ReadFile(out);
   result.err = ReadFile(err);
+  if (const std::string report = SanitizerReport(result.err); !report.empty()) {
+    ADD_FAILURE() << "quire printed a ThreadSanitizer report (a data race or a lock-order "
+                     "inversion):\n"
+                  << Clip(report, 16000);
+  }
   return result;
 }
 

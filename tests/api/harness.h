@@ -100,6 +100,10 @@ class QuireProcess {
 
   // Starts the server and waits (20 s at most) for "quire listening on http://ADDR:PORT";
   // fails (and kills it) unless its stderr names the storage of Backend().
+  // Whenever a server is reaped (Stop, Kill, the destructor, or a Start whose
+  // server exited), a ThreadSanitizer report on its stderr fails the current
+  // test with that report (SanitizerReport), even when the test killed the
+  // server on purpose or expected it to fail.
   ::testing::AssertionResult Start();
   // SIGTERM, then waits up to `timeout` for exit code 0.
   ::testing::AssertionResult Stop(std::chrono::milliseconds timeout = 5s);
@@ -118,19 +122,30 @@ class QuireProcess {
   std::string stderr_text() const;
 
  private:
+  // Fails the current test if this generation's server printed a sanitizer
+  // report; once per generation.
+  void CheckSanitizerReport();
+
   std::string database_url_;
   std::vector<std::string> args_;
   std::vector<std::string> env_;
   TempDir logs_;
   int generation_ = 0;
+  int checked_generation_ = 0;  // the last generation CheckSanitizerReport looked at
   pid_t pid_ = -1;
   std::string base_url_;
   std::string host_;
   int port_ = 0;
 };
 
+// The ThreadSanitizer report(s) in a process's stderr, from the first
+// "WARNING: ThreadSanitizer" on; "" when there is none. (A build with
+// -DQUIRE_TSAN=ON prints one for each data race or lock-order inversion it
+// sees; with TSAN_OPTIONS=halt_on_error=1 the process then exits with 66.)
+std::string SanitizerReport(const std::string& stderr_text);
+
 // Runs `$QUIRE_BIN args...` to completion (killing it after `timeout`), for
-// command-line tests.
+// command-line tests. A sanitizer report on its stderr fails the current test.
 struct RunResult {
   ExitStatus status;
   std::string out;
