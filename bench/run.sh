@@ -310,6 +310,16 @@ if wants write; then
     perf stat -e syscalls:sys_enter_fdatasync -o /dev/null -- true >/dev/null 2>&1; then
     have_perf=1
   fi
+  # The yardstick: unknown-path 404s over 64 connections, same client, same
+  # session cookie: what the HTTP path answers at all (issue 10's target for
+  # durable sends at 64 senders is half of it).
+  notfound_run() {
+    start_quire "notfound-$1"
+    run_client "$tools/write_bench" --port "$qport" --senders "$1" --warmup "$write_warm" \
+      --duration "$write_dur" --not-found --server-pid "$qpid" --thread-roles "$qroles"
+    stop_quire "notfound-$1"
+  }
+  measure notfound_run 64
   for senders in 1 8 32 64; do measure write_run "$senders"; done
   for backend in lmdb lmdb-nosync; do
     for senders in 1 8 64; do measure write_run "$senders" "$backend"; done
@@ -379,6 +389,15 @@ if grep -q 'bench=write' "$results"; then
     [[ -n $commits && $commits != 0 ]] && batch=$(awk "BEGIN {printf \"%.1f\", $(field per_s "$line") / $commits}")
     say "| $(field backend "$line") | $(field senders "$line") | $(field per_s "$line") | ${commits:--} | $batch | $(field p50_ms "$line") | $(field p99_ms "$line") | $(field max_ms "$line") | $(field errors "$line") | $(field server_cpu "$line") | $(field client_cpu "$line") | $(field other_cpu "$line") ($(field steal_cpu "$line")) |"
   done < <(grep 'bench=write' "$results")
+  nf=$(grep 'bench=notfound' "$results" | tail -1 || true)
+  if [[ -n $nf ]]; then
+    say ""
+    say "unknown-path 404s, $(field senders "$nf") connections: $(field per_s "$nf")/s (p50 $(field p50_ms "$nf") ms, p99 $(field p99_ms "$nf") ms; server CPU $(field server_cpu "$nf")%, client CPU $(field client_cpu "$nf")%)"
+    while read -r line; do
+      [[ $(field senders "$line") == 64 ]] || continue
+      say "durable sends at 64 senders / 404s: $(field backend "$line") $(awk "BEGIN {printf \"%.2f\", $(field per_s "$line") / $(field per_s "$nf")}")"
+    done < <(grep 'bench=write' "$results")
+  fi
 fi
 if grep -q 'bench=boot ' "$results"; then
   say ""

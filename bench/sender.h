@@ -28,12 +28,14 @@ struct SenderOptions {
   std::int64_t drain_ns = 5000000000;  // then wait at most this long for answers
   // Builds the whole request (head and body) for a send at `now_ns`.
   std::function<std::string(std::int64_t now_ns)> build;
+  // The status that counts as an answer (ok); 0 = any 2xx.
+  int expected_status = 0;
 };
 
 struct SenderResult {
   std::uint64_t sent = 0;         // requests written
-  std::uint64_t ok = 0;           // 2xx answers
-  std::uint64_t errors = 0;       // non-2xx answers
+  std::uint64_t ok = 0;           // 2xx answers (or SenderOptions::expected_status)
+  std::uint64_t errors = 0;       // other answers
   std::uint64_t broken = 0;       // connections lost (reopened)
   std::uint64_t late = 0;         // fixed rate: sends due while no connection was idle
   std::uint64_t ok_measured = 0;  // 2xx answers to requests sent in [measure_start, stop)
@@ -119,7 +121,8 @@ class SenderPool {
           }
           const std::int64_t done = NowNs();
           ++res.statuses[r.status];
-          const bool good = r.status >= 200 && r.status < 300;
+          const bool good = o_.expected_status != 0 ? r.status == o_.expected_status
+                                                    : r.status >= 200 && r.status < 300;
           if (good) {
             ++res.ok;
             if (c.sent_ns >= o_.measure_start_ns && c.sent_ns < o_.stop_ns) {

@@ -6,6 +6,11 @@
 // (one fsync); with more, the committer folds the waiting writes into one
 // transaction, so throughput should rise with C until something else limits.
 //
+// --not-found instead sends `GET /api/…` for a path that does not exist,
+// with the same session cookie, over the same connections, and counts the
+// 404s: what the HTTP path answers at all, the yardstick for durable sends
+// (issue 10: at least half of it).
+//
 // --fsync-probe DIR instead measures the disk alone: a 4 KiB overwrite and
 // fdatasync in a loop for two seconds, the floor of one commit.
 //
@@ -62,7 +67,7 @@ int Main(int argc, char** argv) {
   if (args.Has("help")) {
     std::printf(
         "write_bench --port N [--senders C] [--warmup S] [--duration S] [--payload BYTES]\n"
-        "            [--server-pid PID] [--thread-roles FILE]\n"
+        "            [--not-found] [--server-pid PID] [--thread-roles FILE]\n"
         "write_bench --fsync-probe DIR [--duration S]\n");
     return 0;
   }
@@ -77,6 +82,7 @@ int Main(int argc, char** argv) {
   const std::string thread_roles = args.Str("thread-roles", "");
   const std::string user = args.Str("user", "bench");
   const std::string password = args.Str("password", "bench password 0123");
+  const bool not_found = args.Has("not-found");
   args.CheckAllUsed();
   if (duration <= 0 || duration > 60) Die("--duration must be in (0, 60] seconds");
   if (!probe.empty()) return FsyncProbe(probe, std::min(duration, 2.0));
@@ -95,7 +101,11 @@ int Main(int argc, char** argv) {
   const std::int64_t start = NowNs();
   so.measure_start_ns = start + static_cast<std::int64_t>(warmup * 1e9);
   so.stop_ns = so.measure_start_ns + static_cast<std::int64_t>(duration * 1e9);
+  const std::string not_found_request = "GET /api/no-such-path HTTP/1.1\r\nHost: " + host +
+                                        "\r\nCookie: " + session.cookie + "\r\n\r\n";
+  if (not_found) so.expected_status = 404;
   so.build = [&](std::int64_t now) {
+    if (not_found) return not_found_request;
     std::string body = "{\"body\":\"" + StampedText(now, payload) + "\"}";
     return head + std::to_string(body.size()) + "\r\n\r\n" + body;
   };
@@ -125,12 +135,14 @@ int Main(int argc, char** argv) {
   const double steal_cpu = TicksToPercent(steal_after - steal_before, duration);
 
   const double per_s = static_cast<double>(r.ok_measured) / duration;
-  std::printf("== durable writes: %d concurrent senders ==\n", senders);
-  std::printf("messages: %.0f/s committed and answered 202 (%llu ok, %llu errors, %llu broken)\n",
-              per_s, static_cast<unsigned long long>(r.ok),
+  const char* what = not_found ? "unknown-path requests" : "durable writes";
+  std::printf("== %s: %d concurrent senders ==\n", what, senders);
+  std::printf("%s: %.0f/s answered %s (%llu ok, %llu errors, %llu broken)\n",
+              not_found ? "requests" : "messages", per_s,
+              not_found ? "404" : "202 after the commit", static_cast<unsigned long long>(r.ok),
               static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.broken));
   if (!r.first_error.empty()) std::printf("first error: %s\n", r.first_error.c_str());
-  std::printf("send → 202: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.latency.QuantileMs(0.5),
+  std::printf("send → answer: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", r.latency.QuantileMs(0.5),
               r.latency.QuantileMs(0.99), r.latency.MaxMs());
   if (!server_pids.empty()) std::printf("server CPU: %s\n", cpu.c_str());
   std::printf(
@@ -138,10 +150,11 @@ int Main(int argc, char** argv) {
       "and hypervisor steal (steal alone %.0f%%)\n",
       client_cpu, machine_cpu, other_cpu, steal_cpu);
   std::printf(
-      "RESULT bench=write senders=%d per_s=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f errors=%llu "
+      "RESULT bench=%s senders=%d per_s=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f errors=%llu "
       "server_cpu=%.0f client_cpu=%.0f other_cpu=%.0f steal_cpu=%.0f\n",
-      senders, per_s, r.latency.QuantileMs(0.5), r.latency.QuantileMs(0.99), r.latency.MaxMs(),
-      static_cast<unsigned long long>(r.errors), server_cpu, client_cpu, other_cpu, steal_cpu);
+      not_found ? "notfound" : "write", senders, per_s, r.latency.QuantileMs(0.5),
+      r.latency.QuantileMs(0.99), r.latency.MaxMs(), static_cast<unsigned long long>(r.errors),
+      server_cpu, client_cpu, other_cpu, steal_cpu);
   return 0;
 }
 

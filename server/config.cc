@@ -85,6 +85,13 @@ bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, in
       ->envname("QUIRE_MAX_CONNECTIONS")
       ->check(CLI::Range(1L, 10000000L));
   serve
+      ->add_option("--stream-buffer-limit", config->stream_buffer_limit_mib,
+                   "MiB of stream and boot bytes that clients have not read yet, all streams "
+                   "together; beyond it the streams holding the most are cut (0: no limit)")
+      ->envname("QUIRE_STREAM_BUFFER_LIMIT")
+      ->check(CLI::Range(0L, 1L << 20))
+      ->capture_default_str();
+  serve
       ->add_option("--public-url", config->public_url,
                    "The URL clients reach the server at, e.g. https://chat.example.org "
                    "(https makes the session cookie Secure)")

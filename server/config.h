@@ -19,6 +19,7 @@ struct ServeConfig {
   std::string public_url;                    // --public-url: how clients reach the server
   int idle_timeout_seconds = 60;             // --idle-timeout
   long max_connections = 0;                  // --max-connections; 0: from the open-file limit
+  long stream_buffer_limit_mib = 256;        // --stream-buffer-limit; 0: no limit
   chat::Policy policy;
 };
 

@@ -150,6 +150,7 @@ int Serve(const quire::ServeConfig& config) {
   http_options.reactor_threads = config.threads;
   http_options.worker_threads = std::max(8, 4 * config.threads);
   http_options.idle_timeout = std::chrono::seconds(config.idle_timeout_seconds);
+  http_options.stream_buffer_limit = static_cast<std::size_t>(config.stream_buffer_limit_mib) << 20;
   // Half the open files (a stream holds two), less room for the databases,
   // the listener and the rest: accept() never runs out of files.
   http_options.max_connections =

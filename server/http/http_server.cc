@@ -70,6 +70,7 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <iostream>
 #include <limits>
 #include <mutex>
@@ -406,11 +407,18 @@ void OnReactor(const ReactorRef& r, std::function<void()> fn, bool defer = false
 class StreamImpl;
 
 // Every open stream of the server: Shutdown() ends them, the reaper ends those
-// that reached the keep-alive deadline.
+// that reached the keep-alive deadline, and Shed() cuts the biggest when the
+// bytes they wait to send, together, pass the limit.
 struct Registry {
   std::mutex mu;
   bool stopping = false;
   std::unordered_map<const StreamImpl*, std::weak_ptr<StreamImpl>> streams;
+  // Bytes queued for streams' sockets, each shared chunk once (SocketQueue).
+  std::atomic<std::size_t> unread{0};
+  std::size_t limit = 0;  // ServerOptions::stream_buffer_limit; set before Start
+  std::mutex shed_mu;     // one Shed at a time
+  std::uint64_t cut = 0;  // streams cut by Shed (guarded by shed_mu)
+  std::chrono::steady_clock::time_point reported;  // last log line (guarded by shed_mu)
 
   bool Add(const std::shared_ptr<StreamImpl>& s) {
     std::lock_guard<std::mutex> lock(mu);
@@ -430,6 +438,11 @@ struct Registry {
     }
     return out;
   }
+  bool OverLimit() const { return limit != 0 && unread.load() > limit; }
+  // Cuts the streams holding the most until the total is below 7/8 of the
+  // limit. Called by a writer that left bytes queued while OverLimit();
+  // without the caller's stream lock.
+  void Shed();
 };
 
 class StreamImpl final : public ResponseStream {
@@ -501,18 +514,26 @@ class StreamImpl final : public ResponseStream {
         // The head is still in Pistache's queue: wait behind it.
         queue_.Push(std::move(chunk));
         queued_.store(queue_.bytes());
-        return true;
+        result = SocketQueue::Result::kBlocked;
+      } else {
+        result = queue_.Write(socket_, std::move(chunk));
+        queued_.store(queue_.bytes());
+        if (result == SocketQueue::Result::kBlocked) WatchSocket();
       }
-      result = queue_.Write(socket_, std::move(chunk));
-      queued_.store(queue_.bytes());
-      if (result == SocketQueue::Result::kBlocked) WatchSocket();
     }
     if (result == SocketQueue::Result::kBroken) {
       Close(false);
       return false;
     }
+    if (result == SocketQueue::Result::kBlocked && registry_->OverLimit()) {
+      registry_->Shed();
+      return !Closed();
+    }
     return true;
   }
+
+  // Bytes this stream's socket has not taken yet (shared chunks included).
+  std::size_t QueuedBytes() const { return queued_.load(); }
 
   std::size_t PendingBytes() const override { return pending_->bytes.load() + queued_.load(); }
 
@@ -698,7 +719,7 @@ class StreamImpl final : public ResponseStream {
   // to it directly, what it has not taken yet, and its watch.
   int socket_ = -1;
   bool direct_ = false;
-  SocketQueue queue_;
+  SocketQueue queue_{&registry_->unread};
   std::uint64_t watch_id_ = 0;
   std::weak_ptr<StreamImpl> self_;
   std::atomic<std::size_t> queued_{0};  // queue_.bytes(), readable without mu_
@@ -708,6 +729,32 @@ class StreamImpl final : public ResponseStream {
   std::size_t drain_limit_ = 0;
   std::chrono::steady_clock::time_point drain_deadline_;
 };
+
+void Registry::Shed() {
+  std::unique_lock<std::mutex> shedding(shed_mu, std::try_to_lock);
+  if (!shedding.owns_lock() || !OverLimit()) return;  // another writer is at it
+  std::vector<std::shared_ptr<StreamImpl>> all = Snapshot();
+  std::vector<std::pair<std::size_t, StreamImpl*>> by_size;
+  by_size.reserve(all.size());
+  for (const auto& s : all) by_size.emplace_back(s->QueuedBytes(), s.get());
+  std::sort(by_size.begin(), by_size.end(), std::greater<>());
+  const std::size_t before = unread.load();
+  std::size_t cut_now = 0;
+  for (const auto& [queued, stream] : by_size) {
+    if (queued == 0 || unread.load() <= limit - limit / 8) break;
+    stream->Cut();
+    ++cut_now;
+  }
+  cut += cut_now;
+  // One line at most every 10 s: a flood of slow clients must not flood the log.
+  const auto now = std::chrono::steady_clock::now();
+  if (cut_now > 0 && now - reported >= std::chrono::seconds(10)) {
+    reported = now;
+    Log("streams held " + std::to_string(before >> 10) + " KiB their clients had not read (limit " +
+        std::to_string(limit >> 10) + " KiB): cut the " + std::to_string(cut_now) +
+        " holding the most (" + std::to_string(cut) + " since start)");
+  }
+}
 
 // A stream that was never opened (the client left, the request was already
 // answered): every call reports it closed.
@@ -1647,6 +1694,7 @@ struct HttpServer::Impl {
 
 HttpServer::HttpServer(ServerOptions options, Handler handler) : impl_(std::make_unique<Impl>()) {
   impl_->core.options = std::move(options);
+  impl_->core.registry->limit = impl_->core.options.stream_buffer_limit;
   impl_->core.handler = std::move(handler);
 }
 

@@ -18,6 +18,7 @@
 // Responder and ResponseStream may be used from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -78,8 +79,12 @@ class Chunk {
  private:
   friend std::shared_ptr<const Chunk> MakeChunk(std::string_view payload);
   friend std::shared_ptr<const Chunk> FinalChunk();
+  friend class SocketQueue;
   explicit Chunk(std::string framed);
   std::unique_ptr<const Pistache::RawBuffer> raw_;
+  // How many SocketQueues hold this chunk: its bytes count toward the
+  // server's unread stream bytes while any does (SocketQueue keeps it).
+  mutable std::atomic<std::size_t> queues_{0};
 };
 using ChunkPtr = std::shared_ptr<const Chunk>;
 
@@ -165,6 +170,14 @@ struct ServerOptions {
   // A keep-alive connection with no request in progress and no open stream
   // is closed after this long.
   std::chrono::seconds idle_timeout{60};
+  // Bytes of stream chunks (stream events, boot and replay pages) written
+  // and not yet taken by their clients' sockets, all streams together; a
+  // chunk that several streams wait to send counts once. Beyond it the
+  // streams holding the most are cut (their queues dropped, their
+  // connections closed; a stream client resumes with Last-Event-ID) until
+  // the total is below 7/8 of it. 0: no limit. Bytes still in Pistache's own
+  // queue (a stream's head) are not counted.
+  std::size_t stream_buffer_limit = std::size_t{256} << 20;
   // At most this many connections: beyond it the longest-idle keep-alive
   // connections are closed to make room, and when none is idle the new one
   // is. 0: no limit. Keep it well below the open-file limit (a stream holds

@@ -14,6 +14,18 @@ constexpr std::size_t kMaxIov = 64;
 
 }  // namespace
 
+SocketQueue::~SocketQueue() {
+  for (const Entry& e : chunks_) Release(*e.chunk);
+}
+
+void SocketQueue::Hold(const Chunk& chunk) {
+  if (chunk.queues_.fetch_add(1) == 0 && total_) *total_ += chunk.bytes().size();
+}
+
+void SocketQueue::Release(const Chunk& chunk) {
+  if (chunk.queues_.fetch_sub(1) == 1 && total_) *total_ -= chunk.bytes().size();
+}
+
 SocketQueue::Result SocketQueue::Write(int fd, ChunkPtr chunk) {
   Push(std::move(chunk));
   return Flush(fd);
@@ -22,6 +34,7 @@ SocketQueue::Result SocketQueue::Write(int fd, ChunkPtr chunk) {
 void SocketQueue::Push(ChunkPtr chunk) {
   if (!chunk || chunk->bytes().empty()) return;
   bytes_ += chunk->bytes().size();
+  Hold(*chunk);
   chunks_.push_back(Entry{std::move(chunk), 0});
 }
 
@@ -53,6 +66,7 @@ SocketQueue::Result SocketQueue::Flush(int fd) {
         break;
       }
       left -= rest;
+      Release(*front.chunk);
       chunks_.pop_front();
     }
     if (!chunks_.empty() && static_cast<std::size_t>(written) == 0) return Result::kBlocked;
@@ -63,7 +77,10 @@ SocketQueue::Result SocketQueue::Flush(int fd) {
 std::string SocketQueue::TakeRest() {
   std::string out;
   out.reserve(bytes_);
-  for (const Entry& e : chunks_) out.append(e.chunk->bytes().substr(e.offset));
+  for (const Entry& e : chunks_) {
+    out.append(e.chunk->bytes().substr(e.offset));
+    Release(*e.chunk);
+  }
   chunks_.clear();
   bytes_ = 0;
   return out;

@@ -56,6 +56,57 @@ ChunkPtr Numbered(int i) {
   return MakeChunk("event " + std::to_string(i) + " " + std::string(300, 'x'));
 }
 
+// The server's count of unread stream bytes: a chunk queued by several
+// streams counts once, and leaves the count when the last queue lets it go
+// (written, taken, or the queue destroyed).
+TEST(SocketQueueTest, CountsEachQueuedChunkOnceWhateverTheQueuesHoldingIt) {
+  std::atomic<std::size_t> total{0};
+  ChunkPtr shared = MakeChunk(std::string(1000, 's'));
+  ChunkPtr own = MakeChunk(std::string(500, 'o'));
+  const std::size_t shared_bytes = shared->bytes().size();
+  const std::size_t own_bytes = own->bytes().size();
+  {
+    SocketQueue a(&total);
+    SocketQueue b(&total);
+    a.Push(shared);
+    EXPECT_EQ(total.load(), shared_bytes);
+    b.Push(shared);
+    EXPECT_EQ(total.load(), shared_bytes) << "a chunk two queues hold counts once";
+    b.Push(own);
+    EXPECT_EQ(total.load(), shared_bytes + own_bytes);
+    EXPECT_EQ(a.TakeRest().size(), shared_bytes);
+    EXPECT_EQ(total.load(), shared_bytes + own_bytes) << "b still holds the shared chunk";
+
+    SocketPair pair;  // b writes what its socket takes: both chunks fit
+    EXPECT_EQ(b.Flush(pair.writer()), SocketQueue::Result::kWritten);
+    EXPECT_EQ(total.load(), 0u);
+
+    a.Push(own);
+    b.Push(own);
+    EXPECT_EQ(total.load(), own_bytes);
+  }
+  EXPECT_EQ(total.load(), 0u) << "destroyed queues still counted";
+}
+
+// Blocked bytes count until the socket takes them.
+TEST(SocketQueueTest, CountsWhatAFullSocketRefusedUntilItIsWritten) {
+  std::atomic<std::size_t> total{0};
+  SocketPair pair;
+  SocketQueue queue(&total);
+  int i = 0;
+  while (queue.Write(pair.writer(), Numbered(i++)) == SocketQueue::Result::kWritten) {
+    ASSERT_LT(i, 10000);
+  }
+  EXPECT_GT(total.load(), 0u);
+  EXPECT_LE(total.load(), queue.bytes() + Numbered(0)->bytes().size())
+      << "more counted than the queue holds (its front chunk may be partly written)";
+  EXPECT_GE(total.load(), queue.bytes());
+  while (queue.Flush(pair.writer()) == SocketQueue::Result::kBlocked) {
+    ASSERT_FALSE(pair.ReadAvailable().empty());
+  }
+  EXPECT_EQ(total.load(), 0u);
+}
+
 TEST(SocketQueueTest, WritesAtOnceWhileTheSocketTakesThem) {
   SocketPair pair;
   SocketQueue queue;

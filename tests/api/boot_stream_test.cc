@@ -208,6 +208,55 @@ TEST_F(BootStreamTest, BootsThatAreNotReadDoNotStallOtherRequests) {
   EXPECT_EQ(late_boot["events"].size(), static_cast<std::size_t>(kMessages + 2));
 }
 
+// The bytes that clients have not read, all streams together, are bounded
+// (--stream-buffer-limit, here 2 MiB): unread boots each hold about 1 MiB, so
+// the server cuts those holding the most, and the rest of the server goes on.
+class StreamBufferLimitTest : public BootStreamTest {
+ protected:
+  std::vector<std::string> ServerArgs() const override { return {"--stream-buffer-limit", "2"}; }
+};
+
+TEST_F(StreamBufferLimitTest, UnreadBootsBeyondTheLimitAreCut) {
+  Client owner = Setup("alice", "alice-password");
+  std::string conv = CreateConversation(owner, "big");
+  const std::string body(8000, 'x');  // about 8 MB of history
+  constexpr int kMessages = 1000;
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(HasStatus(owner.post("/api/conversations/" + conv, {{"body", body}}), 202));
+  }
+  constexpr int kStalled = 8;
+  std::vector<std::unique_ptr<UnreadBoot>> stalled;
+  for (int i = 0; i < kStalled; ++i) {
+    stalled.push_back(std::make_unique<UnreadBoot>(server().port(), *owner.token()));
+    ASSERT_TRUE(stalled.back()->connected());
+    std::this_thread::sleep_for(100ms);  // one after the other fills its queue
+  }
+
+  // Another client is served whole meanwhile.
+  Response boot = owner.get("/api/boot");
+  ASSERT_TRUE(HasStatus(boot, 200));
+  EXPECT_EQ(boot.json()["events"].size(), static_cast<std::size_t>(kMessages + 2));
+
+  // 8 boots of ~1 MiB each do not fit in 2 MiB: most were cut (their
+  // connections closed before the end of the body), and at least one was
+  // left to finish.
+  int whole = 0;
+  for (auto& s : stalled) {
+    const std::string late = s->ReadAll(30s);
+    if (late.empty()) continue;
+    Json j = Json::parse(late, nullptr, false);
+    ASSERT_FALSE(j.is_discarded());
+    EXPECT_EQ(j["events"].size(), static_cast<std::size_t>(kMessages + 2));
+    ++whole;
+  }
+  EXPECT_GE(whole, 1) << "every unread boot was cut, even those within the limit";
+  EXPECT_LE(whole, 3) << whole << " of " << kStalled
+                      << " unread boots of ~1 MiB each were kept under a 2 MiB limit";
+  EXPECT_NE(server().stderr_text().find("their clients had not read (limit 2048 KiB)"),
+            std::string::npos)
+      << server().stderr_text();
+}
+
 TEST_F(BootStreamTest, ResumePointFollowsCommits) {
   Client owner = Setup();
   std::int64_t r1 = ResumePoint(Boot(owner));
