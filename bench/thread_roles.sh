@@ -2,7 +2,7 @@
 # thread_roles.sh PID — prints "TID ROLE" for each thread of a running quire
 # server, read once from gdb backtraces (the server pauses for well under a
 # second). The benchmark clients take the file (--thread-roles) to sum CPU by
-# role: committer, pump, reactor, worker, listener, reaper, retention, main.
+# role: committer, replier, pump, reactor, worker, listener, reaper, retention, main.
 # Prints nothing (and exits 0) if gdb is missing or cannot attach.
 set -u
 pid=${1:?usage: thread_roles.sh PID}
@@ -17,6 +17,7 @@ timeout 60 gdb -p "$pid" -batch -ex "thread apply all bt" 2>/dev/null | awk '
   function set(r, k) { if (k < rank) { role = r; rank = k } }
   /Listener::run/          { set("listener", 1) }
   /Committer::Run/         { set("committer", 2) }
+  /Committer::Reply/       { set("replier", 2) }
   /EventHub::Pump/         { set("pump", 3) }
   /RetentionLoop/          { set("retention", 4) }
   /WorkerPool/             { set("worker", 5) }

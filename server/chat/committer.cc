@@ -7,7 +7,11 @@
 namespace quire::chat {
 
 Committer::Committer(storage::Store& store, std::size_t max_batch, Pace pace)
-    : store_(store), max_batch_(max_batch), pace_(std::move(pace)), thread_([this] { Run(); }) {}
+    : store_(store),
+      max_batch_(max_batch),
+      pace_(std::move(pace)),
+      replier_([this] { Reply(); }),
+      thread_([this] { Run(); }) {}
 
 Committer::~Committer() {
   {
@@ -15,7 +19,13 @@ Committer::~Committer() {
     stopping_ = true;
   }
   work_.notify_all();
-  thread_.join();
+  thread_.join();  // applies what is queued and hands it to the reply thread
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    applying_done_ = true;
+  }
+  reply_work_.notify_all();
+  replier_.join();  // answers every batch handed to it
 }
 
 void Committer::Submit(storage::Write write, Completion done) {
@@ -59,15 +69,35 @@ void Committer::Run() {
     for (const storage::Write& w : writes) {
       if (w.status.ok()) committed_seq = std::max(committed_seq, w.last_seq);
     }
-    for (std::size_t i = 0; i < writes.size(); ++i) completions[i](std::move(writes[i]));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      applied_.push_back(Applied{std::move(writes), std::move(completions)});
+    }
+    reply_work_.notify_one();
     writes.clear();
     completions.clear();
+    if (pace_) pace_(committed_seq);
+  }
+}
+
+void Committer::Reply() {
+  for (;;) {
+    Applied batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      reply_work_.wait(lock, [&] { return applying_done_ || !applied_.empty(); });
+      if (applied_.empty()) return;  // the committer ended and everything is answered
+      batch = std::move(applied_.front());
+      applied_.pop_front();
+    }
+    for (std::size_t i = 0; i < batch.writes.size(); ++i) {
+      batch.completions[i](std::move(batch.writes[i]));
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++batches_answered_;
     }
     answered_.notify_all();
-    if (pace_) pace_(committed_seq);
   }
 }
 

@@ -8,8 +8,12 @@
 // durable.
 //
 // Thread-safety: Submit and SubmitAndWait may be called from any thread.
-// Completions run on the committer thread, one after another, and must not
-// block (they queue a reply, they do not wait for anything).
+// Completions run on the committer's reply thread, batch after batch in
+// commit order, one after another, and must not block (they queue a reply,
+// they do not wait for anything). The committer thread hands each committed
+// batch to the reply thread and starts the next batch at once: answering a
+// batch (rendering JSON, queueing bytes, waking reactors) overlaps the next
+// commit instead of delaying it.
 // Ownership: the Store must outlive the Committer. The destructor applies what
 // is queued, runs its completions, then stops.
 #pragma once
@@ -22,6 +26,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "storage/store.h"
 
@@ -29,8 +34,8 @@ namespace quire::chat {
 
 class Committer {
  public:
-  // Runs on the committer thread after each batch's completions, with the
-  // highest sequence the batch committed (0 if none). It may wait there: the
+  // Runs on the committer thread after each batch was handed to the reply
+  // thread, with the highest sequence the batch committed (0 if none). It may wait there: the
   // server waits while its event streams are more than one batch behind, so
   // that writes batch up instead of running ahead of the fan-out.
   using Pace = std::function<void(std::int64_t committed_seq)>;
@@ -45,7 +50,7 @@ class Committer {
   using Completion = std::function<void(storage::Write write)>;
 
   // Queues `write` for the next batch and returns at once; `done` runs on the
-  // committer thread after the batch.
+  // reply thread after the batch committed (or failed).
   void Submit(storage::Write write, Completion done);
 
   // Queues `write` and waits for its outcome, for callers that hold a thread
@@ -62,7 +67,13 @@ class Committer {
     storage::Write write;
     Completion done;
   };
+  // A batch applied, waiting for the reply thread to run its completions.
+  struct Applied {
+    std::vector<storage::Write> writes;
+    std::vector<Completion> completions;
+  };
   void Run();
+  void Reply();
 
   storage::Store& store_;
   const std::size_t max_batch_;
@@ -74,6 +85,10 @@ class Committer {
   std::uint64_t batches_answered_ = 0;  // guarded by mu_
   std::condition_variable answered_;
   bool stopping_ = false;
+  std::deque<Applied> applied_;  // guarded by mu_
+  bool applying_done_ = false;   // the committer thread ended; guarded by mu_
+  std::condition_variable reply_work_;
+  std::thread replier_;  // started before thread_, joined after it
   std::thread thread_;
 };
 

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 
 namespace quire::chat {
 namespace {
@@ -26,22 +28,52 @@ TEST(IdsTest, ShapeOfEveryKind) {
   EXPECT_EQ(NewId(IdKind::kInvitation)[0], 'I');
 }
 
+// The random characters: all 15 of an invitation id, the last 10 of others.
 TEST(IdsTest, UniqueAndUsesWholeAlphabet) {
   std::set<std::string> ids;
   std::map<char, int> counts;
   constexpr int kIds = 4000;
   for (int i = 0; i < kIds; ++i) {
-    const std::string id = NewId(IdKind::kMessage);
-    ids.insert(id);
-    for (char c : id.substr(1)) ++counts[c];
+    const std::string invitation = NewId(IdKind::kInvitation);
+    const std::string message = NewId(IdKind::kMessage);
+    ids.insert(invitation);
+    ids.insert(message);
+    for (char c : invitation.substr(1, 5)) ++counts[c];
+    for (char c : message.substr(6)) ++counts[c];
   }
-  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kIds));
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(2 * kIds));
   // 60000 draws over 30 characters: each is expected 2000 times.
   EXPECT_EQ(counts.size(), kAlphabet.size());
   for (auto [c, n] : counts) {
     EXPECT_NE(kAlphabet.find(c), std::string_view::npos) << c;
     EXPECT_GT(n, 1500) << c;
     EXPECT_LT(n, 2500) << c;
+  }
+}
+
+// Ids other than invitations begin with the time in hundredths of a second,
+// so ids made one after the other share their first characters and sort in
+// the order they were made (an index takes them on one page); invitation ids
+// are random from the first character.
+TEST(IdsTest, IdsOtherThanInvitationsBeginWithTheTime) {
+  std::set<std::string> message_prefixes, invitation_prefixes;
+  for (int i = 0; i < 1000; ++i) {
+    message_prefixes.insert(NewId(IdKind::kMessage).substr(1, 3));
+    invitation_prefixes.insert(NewId(IdKind::kInvitation).substr(1, 3));
+  }
+  // Three characters of the time change every 30^2 hundredths (9 s): at
+  // most twice in a loop this short.
+  EXPECT_LE(message_prefixes.size(), 2u);
+  // 27,000 random prefixes: 1,000 draws give well over 900 distinct ones.
+  EXPECT_GT(invitation_prefixes.size(), 900u);
+
+  const std::string first = NewId(IdKind::kConversation);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const std::string later = NewId(IdKind::kConversation);
+  // Later sorts after, unless the 2.8-day cycle wrapped in between (only
+  // possible when the first was made in the cycle's last 270 s).
+  if (first.substr(1, 5) < "zz000") {
+    EXPECT_LT(first.substr(1, 5), later.substr(1, 5)) << first << " " << later;
   }
 }
 

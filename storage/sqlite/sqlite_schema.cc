@@ -189,6 +189,12 @@ void PrepareWriter(Db& db, const std::string& path) {
     }
   }
   db.Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
+  // The writer keeps the pages it rewrites on every commit (the tails of the
+  // events and messages tables and of their indexes, the head row) in a
+  // 16 MiB cache rather than the default 2 MiB, and a write's savepoint
+  // journal in memory: durable sends at 64 senders 15,900/s -> 19,700/s
+  // (docs/benchmarks.md, section 11).
+  db.Exec("PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY");
   Migrate(db, path);
 }
 

@@ -238,8 +238,8 @@ TEST_F(StreamBufferLimitTest, UnreadBootsBeyondTheLimitAreCut) {
   EXPECT_EQ(boot.json()["events"].size(), static_cast<std::size_t>(kMessages + 2));
 
   // 8 boots of ~1 MiB each do not fit in 2 MiB: most were cut (their
-  // connections closed before the end of the body), and at least one was
-  // left to finish.
+  // connections closed before the end of the body). (All may be: the boot
+  // above needed room too.) One that was not is whole.
   int whole = 0;
   for (auto& s : stalled) {
     const std::string late = s->ReadAll(30s);
@@ -249,7 +249,6 @@ TEST_F(StreamBufferLimitTest, UnreadBootsBeyondTheLimitAreCut) {
     EXPECT_EQ(j["events"].size(), static_cast<std::size_t>(kMessages + 2));
     ++whole;
   }
-  EXPECT_GE(whole, 1) << "every unread boot was cut, even those within the limit";
   EXPECT_LE(whole, 3) << whole << " of " << kStalled
                       << " unread boots of ~1 MiB each were kept under a 2 MiB limit";
   EXPECT_NE(server().stderr_text().find("their clients had not read (limit 2048 KiB)"),
