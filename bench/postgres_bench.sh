@@ -6,7 +6,7 @@
 # PostgreSQL's durable defaults (fsync, synchronous_commit, full-page writes),
 # on port ${QUIRE_PG_BENCH_PORT:-55440}:
 #
-#  1. The engine alone, with pgbench, 8 clients, SECONDS (default 8) each:
+#  1. The engine alone, with pgbench, 8 and 64 clients, SECONDS (default 8) each:
 #     "insert" is one INSERT per transaction; "insert behind the head lock"
 #     first locks and bumps one counter row, as every Quire write
 #     transaction does. The ratio is the price of the lock at the engine.
@@ -60,15 +60,22 @@ UPDATE head SET last_seq = last_seq + 1 WHERE id = 1;
 INSERT INTO events (body) VALUES (repeat('x', 200));
 COMMIT;
 SQL
-for script in insert insert_locked; do
-  tps=$("$pgbin/pgbench" -n -c 8 -j 2 -T "$seconds" -f "$work/$script.sql" "$lockcost" 2>&1 |
+# pgbench_row SCRIPT CLIENTS: tps and latency of SCRIPT with CLIENTS clients.
+pgbench_row() {
+  local script=$1 clients=$2 tps latency label
+  tps=$("$pgbin/pgbench" -n -c "$clients" -j 2 -T "$seconds" -f "$work/$script.sql" "$lockcost" 2>&1 |
     sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
-  latency=$("$pgbin/pgbench" -n -c 8 -j 2 -T 2 -f "$work/$script.sql" "$lockcost" 2>&1 |
+  latency=$("$pgbin/pgbench" -n -c "$clients" -j 2 -T 2 -f "$work/$script.sql" "$lockcost" 2>&1 |
     sed -n 's/^latency average = \([0-9.]*\).*/\1/p' | head -1)
   label="pgbench: one insert per transaction"
   [[ $script == insert_locked ]] && label="pgbench: the same behind the head row lock"
-  row "| $label | 8 clients | ${tps%.*} transactions/s | avg ${latency} ms | - |"
-done
+  row "| $label | $clients clients | ${tps%.*} transactions/s | avg ${latency} ms | - |"
+  last_tps=${tps%.*}
+}
+pgbench_row insert 8
+pgbench_row insert 64
+pgbench_tps_64=$last_tps  # issue 10's yardstick: Quire at 64 senders reaches 80% of it
+pgbench_row insert_locked 8
 
 # --- 2 and 3. Quire ---------------------------------------------------------------
 # start_instance DB LOG: starts quire on database DB; sets $port and $pid.
@@ -99,6 +106,7 @@ for senders in 1 8 64; do
     --duration "$seconds" --server-pid "$pid" | grep '^RESULT')
   stop_instance "$pid"
   row "| Quire, 1 instance | $senders senders | $(result_field per_s "$out") messages/s | p50 $(result_field p50_ms "$out") ms, p99 $(result_field p99_ms "$out") ms | $(result_field errors "$out") |"
+  [[ $senders == 64 ]] && quire_64=$(result_field per_s "$out")
 done
 
 psql_admin -c "CREATE DATABASE two"
@@ -125,3 +133,7 @@ echo
 echo "| what | load | throughput | latency | errors |"
 echo "|---|---|---:|---|---:|"
 for r in "${rows[@]}"; do echo "$r"; done
+if [[ -n ${quire_64:-} && -n ${pgbench_tps_64:-} && ${pgbench_tps_64} != 0 ]]; then
+  echo
+  echo "Quire at 64 senders / pgbench at 64 clients: $(awk "BEGIN {printf \"%.2f\", ${quire_64} / ${pgbench_tps_64}}") (target: 0.80)"
+fi

@@ -249,6 +249,27 @@ TEST_P(StoreConformance, P01_SequencesStrictlyIncrease) {
   EXPECT_EQ(History(0, INT64_MAX, 1), history);
   // `upto` bounds the read.
   EXPECT_EQ(History(0, seqs[3]).size(), 4u);
+  // Sends to a conversation that is not live fail alone, in the middle of a
+  // run of sends too (an engine may apply consecutive sends together), take
+  // no sequence and store nothing; the conversation's last activity is its
+  // last stored send's.
+  writes =
+      ApplyBatch({op::SendMessage{MakeMessage(7, Id('C', 0), user, "before", 3700), "", 0, false},
+                  op::SendMessage{MakeMessage(8, Id('C', 404), user, "lost", 3710), "", 0, false},
+                  op::SendMessage{MakeMessage(9, Id('C', 0), user, "after", 3720), "", 0, false},
+                  op::SendMessage{MakeMessage(10, Id('C', 1), user, "other", 3715), "", 0, false}});
+  EXPECT_TRUE(writes[1].status.IsNotFound()) << writes[1].status.ToString();
+  EXPECT_EQ(writes[1].last_seq, 0);
+  for (std::size_t i : {0u, 2u, 3u}) {
+    ASSERT_TRUE(writes[i].status.ok()) << i << ": " << writes[i].status.ToString();
+    EXPECT_GT(writes[i].last_seq, last) << "send " << i << " of the run";
+    last = writes[i].last_seq;
+  }
+  storage::Message lost;
+  EXPECT_TRUE(store_->GetMessage(Id('M', 8), &lost).IsNotFound());
+  storage::Conversation zero;
+  QUIRE_ASSERT_OK(store_->GetConversation(Id('C', 0), &zero));
+  EXPECT_EQ(zero.last_activity, 3720);
 }
 
 // ---- Property 2 ----

@@ -1,6 +1,7 @@
 #include "storage/postgres/postgres_store.h"
 #include "storage/commit_signal.h"
 
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include <algorithm>
@@ -93,6 +94,25 @@ constexpr std::pair<const char*, const char*> kStatements[] = {
      "SELECT $6::bigint, 4, $5::bigint, id, conversation, $3::text, $4::text FROM message "
      "RETURNING seq) "
      "SELECT count(*) FROM event"},
+    // A run of sends in one statement (SendRun): $1 is a JSON array of
+    // {n, id, conversation, sender, body, at}; sends to a conversation that
+    // is not live are left out; the others get sequences $2+1, $2+2, … in
+    // the order of n, and each conversation the `at` of its last send. The
+    // rows returned are the n of the sends that were stored. (PostgreSQL runs
+    // every data-modifying WITH part once, to completion, read or not.)
+    {"messages_send_run",
+     "WITH input AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(n int, id text, "
+     "conversation text, sender text, body text, at bigint)), "
+     "live AS (SELECT i.*, row_number() OVER (ORDER BY i.n) AS k FROM input i "
+     "JOIN conversations c ON c.id = i.conversation AND c.deleted_at IS NULL), "
+     "touched AS (UPDATE conversations c SET last_activity = last.at FROM "
+     "(SELECT DISTINCT ON (conversation) conversation, at FROM live "
+     "ORDER BY conversation, n DESC) last WHERE c.id = last.conversation RETURNING c.id), "
+     "message AS (INSERT INTO messages (id, conversation, sender, body, at) "
+     "SELECT id, conversation, sender, body, at FROM live ORDER BY n RETURNING id), "
+     "event AS (INSERT INTO events (seq, kind, at, entity, conversation, sender, text) "
+     "SELECT $2::bigint + k, 4, at, id, conversation, sender, body FROM live RETURNING seq) "
+     "SELECT n FROM live ORDER BY n"},
     {"message_state", "SELECT conversation, deleted_at FROM messages WHERE id = $1"},
     {"message_blank", "UPDATE messages SET body = '', deleted_at = $1 WHERE id = $2"},
     {"idempotency_get",
@@ -325,6 +345,44 @@ class PostgresStore final : public Store {
   Status ApplyBatch(pqxx::connection& conn, std::span<Write> batch, bool savepoints);
 
   using Tx = pqxx::transaction_base;
+
+  // A send that SendRun can take: no idempotency key to look up or record.
+  static bool IsPlainSend(const op::Operation& operation) {
+    const auto* send = std::get_if<op::SendMessage>(&operation);
+    return send && send->idempotency_key.empty();
+  }
+
+  // Applies consecutive plain sends with one statement instead of one round
+  // trip each (the head row lock is held meanwhile, so round trips are what
+  // limits a batch): the same rules as Do(SendMessage), a send to a
+  // conversation that is not live fails alone with NotFound and takes no
+  // sequence. (A run holds only sends, which change no conversation's
+  // liveness, so checking liveness once for the run is checking it for each.)
+  void SendRun(Tx& tx, std::span<Write> run) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (std::size_t n = 0; n < run.size(); ++n) {
+      const Message& m = std::get<op::SendMessage>(run[n].op).message;
+      rows.push_back({{"n", n},
+                      {"id", m.id},
+                      {"conversation", m.conversation},
+                      {"sender", m.sender},
+                      {"body", m.body},
+                      {"at", m.at}});
+    }
+    const pqxx::result stored = tx.exec_prepared("messages_send_run", rows.dump(), seq_);
+    std::vector<bool> ok(run.size(), false);
+    for (const pqxx::row& row : stored) ok[row[0].as<std::size_t>()] = true;
+    for (std::size_t n = 0; n < run.size(); ++n) {
+      auto& send = std::get<op::SendMessage>(run[n].op);
+      send.replayed = false;
+      if (ok[n]) {
+        send.message.deleted_at = std::nullopt;
+        run[n].last_seq = ++seq_;
+      } else {
+        run[n].status = Status::NotFound("no live conversation " + send.message.conversation);
+      }
+    }
+  }
 
   Status ApplyOne(Tx& tx, op::Operation& operation) {
     return std::visit([&](auto& o) { return Do(tx, o); }, operation);
@@ -591,7 +649,18 @@ Status PostgresStore::ApplyBatch(pqxx::connection& conn, std::span<Write> batch,
   // takes numbers until this transaction's events are visible.
   seq_ = tx.exec_prepared1("head_lock")[0].as<std::int64_t>();
   const std::int64_t first = seq_;
-  for (Write& w : batch) {
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!savepoints) {
+      // Consecutive sends without an idempotency key: one round trip for all.
+      std::size_t end = i;
+      while (end < batch.size() && IsPlainSend(batch[end].op)) ++end;
+      if (end - i >= 2) {
+        SendRun(tx, batch.subspan(i, end - i));
+        i = end - 1;
+        continue;
+      }
+    }
+    Write& w = batch[i];
     const std::int64_t before = seq_;
     Status s;
     if (savepoints) {
