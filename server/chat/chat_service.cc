@@ -181,10 +181,21 @@ Result<Identity> ChatService::Authenticate(const std::string& token) {
   if (!s.ok()) return StorageError(s);
   const Micros now = clock_.Now();
   if (now - session.last_used > policy_.session_ttl) return Unauthorized();
-  storage::User user;
-  s = store_.GetUser(session.user_id, &user);
-  if (s.IsNotFound()) return Unauthorized();
-  if (!s.ok()) return StorageError(s);
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(names_mu_);
+    if (auto it = user_names_.find(session.user_id); it != user_names_.end()) name = it->second;
+  }
+  if (name.empty()) {
+    storage::User user;
+    s = store_.GetUser(session.user_id, &user);
+    if (s.IsNotFound()) return Unauthorized();
+    if (!s.ok()) return StorageError(s);
+    name = user.name;
+    std::lock_guard<std::mutex> lock(names_mu_);
+    if (user_names_.size() >= kMaxCachedNames) user_names_.clear();
+    user_names_.emplace(user.id, user.name);
+  }
   // Renew, but write at most once per 1/20 of the TTL (and per minute at most)
   // rather than on every request.
   const Micros granularity = std::min<Micros>(policy_.session_ttl / 20, 60 * kSecond);
@@ -193,7 +204,7 @@ Result<Identity> ChatService::Authenticate(const std::string& token) {
     if (w.status.IsNotFound()) return Unauthorized();  // logged out meanwhile
     if (!w.status.ok()) return StorageError(w.status);
   }
-  return Identity{user.id, user.name, hash};
+  return Identity{session.user_id, std::move(name), hash};
 }
 
 Result<Done> ChatService::LogOut(const Identity& who) {

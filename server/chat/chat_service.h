@@ -11,8 +11,10 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "server/chat/clock.h"
@@ -184,6 +186,12 @@ class ChatService {
   const Policy policy_;
   SessionObserver* observer_ = nullptr;
   LoginThrottle login_throttle_;
+  // User id -> name, for Authenticate: users are never renamed or deleted, so
+  // an entry never goes stale, and a request costs one read (its session),
+  // not two. Emptied when it reaches kMaxCachedNames.
+  static constexpr std::size_t kMaxCachedNames = 65536;
+  std::mutex names_mu_;
+  std::unordered_map<std::string, std::string> user_names_;  // guarded by names_mu_
   // Two argon2id hashes at a time (128 MiB), 256 logins waiting at most.
   // Last: its threads use the members above until it is gone.
   HashingPool hashing_{2, 256};
