@@ -82,6 +82,18 @@ void SendError(http::Responder& responder, const Error& error) {
   responder.Send(std::move(response));
 }
 
+void SendNoContent(http::Responder& responder, std::vector<std::string> cookies) {
+  http::Response response;
+  response.status = 204;
+  response.set_cookies = std::move(cookies);
+  responder.Send(std::move(response));
+}
+
+json InvitationJson(const chat::InvitationView& v) {
+  return json{
+      {"id", v.id}, {"issuer", v.issuer}, {"issued_at", chat::FormatTimestamp(v.issued_at)}};
+}
+
 // A non-negative decimal integer that fits in int64, nothing else.
 std::optional<std::int64_t> ParseSequence(std::string_view text) {
   if (text.empty() || text.size() > 19) return std::nullopt;
@@ -123,18 +135,21 @@ struct Api::Call {
   // A reply for when `result` is known: the request stays open meanwhile
   // without a thread (answered from the committer after the commit).
   template <class T>
-  chat::Reply<T> Later(std::function<json(const T&)> body) {
-    return [responder = responder.Keep(), body = std::move(body)](chat::Result<T> result) {
+  chat::Reply<T> Later(std::function<json(const T&)> body, int status = 202) {
+    return [responder = responder.Keep(), body = std::move(body), status](chat::Result<T> result) {
       if (!result.ok()) return SendError(*responder, result.error());
-      SendJson(*responder, 202, body(result.value()));
+      SendJson(*responder, status, body(result.value()));
     };
   }
-  void NoContent(std::vector<std::string> cookies) {
-    http::Response response;
-    response.status = 204;
-    response.set_cookies = std::move(cookies);
-    responder.Send(std::move(response));
+  // The same for a 204 with `cookies`.
+  chat::Reply<chat::Done> LaterNoContent(std::vector<std::string> cookies) {
+    return
+        [responder = responder.Keep(), cookies = std::move(cookies)](chat::Result<chat::Done> r) {
+          if (!r.ok()) return SendError(*responder, r.error());
+          SendNoContent(*responder, cookies);
+        };
   }
+  void NoContent(std::vector<std::string> cookies) { SendNoContent(responder, std::move(cookies)); }
 
   // The body as a JSON object, or nullopt after answering 400. An empty body
   // counts as {} where `empty_ok`.
@@ -355,9 +370,7 @@ std::string Api::ClientAddress(const http::Request& request) const {
 
 void Api::LogOut(Call& c) {
   if (!c.Object(/*empty_ok=*/true)) return;
-  auto r = service_.LogOut(c.who);
-  if (!r.ok()) return c.Fail(r.error());
-  c.NoContent({ClearedCookie(OverTls(c.request))});
+  service_.LogOut(c.who, c.LaterNoContent({ClearedCookie(OverTls(c.request))}));
 }
 
 void Api::ChangePassword(Call& c) {
@@ -369,7 +382,7 @@ void Api::ChangePassword(Call& c) {
 
 void Api::Invite(Call& c) {
   if (!c.Object(/*empty_ok=*/true)) return;
-  ReplyInvitation(c, service_.Invite(c.who));
+  service_.Invite(c.who, c.Later<chat::InvitationView>(InvitationJson, 200));
 }
 
 void Api::GetInvitation(Call& c) {
@@ -378,9 +391,7 @@ void Api::GetInvitation(Call& c) {
 
 void Api::ReplyInvitation(Call& c, const chat::Result<chat::InvitationView>& r) {
   if (!r.ok()) return c.Fail(r.error());
-  c.Reply(200, json{{"id", r.value().id},
-                    {"issuer", r.value().issuer},
-                    {"issued_at", chat::FormatTimestamp(r.value().issued_at)}});
+  c.Reply(200, InvitationJson(r.value()));
 }
 
 void Api::AcceptInvitation(Call& c) {

@@ -207,12 +207,15 @@ Result<Identity> ChatService::Authenticate(const std::string& token) {
   return Identity{session.user_id, std::move(name), hash};
 }
 
-Result<Done> ChatService::LogOut(const Identity& who) {
-  Write w = Commit(committer_, storage::op::DeleteSession{who.token_hash});
-  if (w.status.IsNotFound()) return Unauthorized();
-  if (!w.status.ok()) return StorageError(w.status);
-  if (observer_) observer_->SessionEnded(who.token_hash);
-  return Done{};
+void ChatService::LogOut(const Identity& who, Reply<Done> reply) {
+  CommitThen<Done>(committer_, storage::op::DeleteSession{who.token_hash}, std::move(reply),
+                   [this, hash = who.token_hash](Write& w) -> Result<Done> {
+                     if (w.status.IsNotFound()) return Unauthorized();
+                     if (!w.status.ok()) return StorageError(w.status);
+                     // Its streams end before the logout is answered.
+                     if (observer_) observer_->SessionEnded(hash);
+                     return Done{};
+                   });
 }
 
 Result<Login> ChatService::ChangePassword(const Identity& who, const std::string& raw_current,
@@ -242,11 +245,14 @@ Result<Login> ChatService::ChangePassword(const Identity& who, const std::string
   return login;
 }
 
-Result<InvitationView> ChatService::Invite(const Identity& who) {
+void ChatService::Invite(const Identity& who, Reply<InvitationView> reply) {
   storage::Invitation invitation{NewId(IdKind::kInvitation), who.user_id, clock_.Now(), false};
-  Write w = Commit(committer_, storage::op::CreateInvitation{invitation});
-  if (!w.status.ok()) return StorageError(w.status);
-  return InvitationView{invitation.id, invitation.issuer_id, invitation.issued_at};
+  const InvitationView view{invitation.id, invitation.issuer_id, invitation.issued_at};
+  CommitThen<InvitationView>(committer_, storage::op::CreateInvitation{std::move(invitation)},
+                             std::move(reply), [view](Write& w) -> Result<InvitationView> {
+                               if (!w.status.ok()) return StorageError(w.status);
+                               return view;
+                             });
 }
 
 Result<InvitationView> ChatService::GetInvitation(const std::string& id) {
@@ -389,6 +395,14 @@ Result<T> Await(Start start) {
 }
 
 }  // namespace
+
+Result<Done> ChatService::LogOut(const Identity& who) {
+  return Await<Done>([&](auto reply) { LogOut(who, reply); });
+}
+
+Result<InvitationView> ChatService::Invite(const Identity& who) {
+  return Await<InvitationView>([&](auto reply) { Invite(who, reply); });
+}
 
 Result<Login> ChatService::LogIn(const std::string& name, const std::string& password,
                                  const std::string& address) {

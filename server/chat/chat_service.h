@@ -134,11 +134,15 @@ class ChatService {
   // Resolves a cookie token; renews the session. kUnauthorized when unknown,
   // logged out or idle for longer than the session TTL.
   Result<Identity> Authenticate(const std::string& token);
-  Result<Done> LogOut(const Identity& who);
+  // Ends the session and its streams; `reply` runs after the commit.
+  void LogOut(const Identity& who, Reply<Done> reply);
+  Result<Done> LogOut(const Identity& who);  // the same, waiting
   Result<Login> ChangePassword(const Identity& who, const std::string& current,
                                const std::string& to);
 
-  Result<InvitationView> Invite(const Identity& who);
+  // `reply` runs after the commit.
+  void Invite(const Identity& who, Reply<InvitationView> reply);
+  Result<InvitationView> Invite(const Identity& who);  // the same, waiting
   Result<InvitationView> GetInvitation(const std::string& id);
   Result<Login> AcceptInvitation(const std::string& id, const std::string& name,
                                  const std::string& password);
