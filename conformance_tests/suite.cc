@@ -737,8 +737,11 @@ TEST_P(StoreConformance, P07_DeletionTombstones) {
   Write sent = Apply(op::SendMessage{secret, "", 0, false});
   ASSERT_TRUE(sent.status.ok());
 
-  // A conversation with live messages cannot be deleted.
+  // A conversation with live messages cannot be deleted, and the refused
+  // delete changes nothing: its name stays taken.
   EXPECT_TRUE(Apply(op::DeleteConversation{room.id, 1150}).status.IsConflict());
+  EXPECT_TRUE(Apply(op::CreateConversation{MakeConversation(9, "room", 1160)}).status.IsConflict())
+      << "a refused delete freed the conversation's name";
 
   Write deleted = Apply(op::DeleteMessage{secret.id, 1200});
   ASSERT_TRUE(deleted.status.ok()) << deleted.status.ToString();
@@ -780,6 +783,33 @@ TEST_P(StoreConformance, P07_DeletionTombstones) {
   Write again = Apply(op::CreateConversation{MakeConversation(2, "room", 1500)});
   EXPECT_TRUE(again.status.ok()) << again.status.ToString();
   EXPECT_TRUE(Apply(op::CreateConversation{MakeConversation(3, "room", 1600)}).status.IsConflict());
+
+  // A write refused because its id is stored already leaves nothing behind:
+  // no event, no new head, the stored record unchanged.
+  const std::int64_t head = Head().last_seq;
+  const std::size_t events = History().size();
+  const Message taken = MakeMessage(5, Id('C', 2), user, "first", 1700);
+  ASSERT_TRUE(Apply(op::SendMessage{taken, "", 0, false}).status.ok());
+  Write twice =
+      Apply(op::SendMessage{MakeMessage(5, Id('C', 2), user, "second", 1800), "", 0, false});
+  EXPECT_TRUE(twice.status.IsConflict()) << twice.status.ToString();
+  EXPECT_EQ(twice.last_seq, 0);
+  Write same_id = Apply(op::CreateConversation{MakeConversation(2, "another name", 1900)});
+  EXPECT_TRUE(same_id.status.IsConflict()) << same_id.status.ToString();
+  EXPECT_EQ(Head().last_seq, head + 1) << "a refused write moved the head";
+  const std::vector<Event> after = History();
+  ASSERT_EQ(after.size(), events + 1) << "a refused write left an event";
+  EXPECT_EQ(after.back().text, "first");
+  QUIRE_ASSERT_OK(store_->GetMessage(taken.id, &m));
+  EXPECT_EQ(m.body, "first");
+
+  // Two conversations with one name in one batch: the second is refused.
+  std::vector<Write> pair = ApplyBatch({op::CreateConversation{MakeConversation(6, "Twin", 2000)},
+                                        op::CreateConversation{MakeConversation(7, "Twin", 2000)}});
+  EXPECT_TRUE(pair[0].status.ok()) << pair[0].status.ToString();
+  EXPECT_TRUE(pair[1].status.IsConflict()) << pair[1].status.ToString();
+  EXPECT_EQ(pair[1].last_seq, 0);
+  EXPECT_TRUE(store_->GetConversation(Id('C', 7), &c).IsNotFound());
 }
 
 // ---- Property 8 ----
@@ -818,6 +848,16 @@ TEST_P(StoreConformance, P08_ExpiryAndPurge) {
   EXPECT_EQ(emitted[1].kind, EventKind::kConversationDeleted);
   EXPECT_EQ(emitted[1].id, quiet.id);
   EXPECT_EQ(first.last_seq, emitted[1].seq);
+  // Expiry deletes as DeleteMessage does: the sent event is tombstoned.
+  for (const Event& e : History()) {
+    if (e.id == old_message.id && e.kind == EventKind::kMessageSent) {
+      EXPECT_EQ(e.text, "") << "an expired message's text stayed in its event";
+      EXPECT_EQ(e.deleted_at, std::optional<Micros>(10000));
+    }
+  }
+  Message expired;
+  QUIRE_ASSERT_OK(store_->GetMessage(old_message.id, &expired));
+  EXPECT_EQ(expired.body, "");
 
   // Nothing more is due at the same cutoffs.
   Write again = Apply(op::Expire{3000, 4000, 10500});
@@ -888,6 +928,24 @@ TEST_P(StoreConformance, P08_ExpiryAndPurge) {
   purge = Apply(op::Purge{20000, 0, 0, 0});
   EXPECT_EQ(std::get<op::Purge>(purge.op).purged_events, 0);
   EXPECT_EQ(Head().purged_through, second.last_seq);
+
+  // The newest events were purged: the next write still takes a sequence
+  // above every one ever committed (not above the highest retained one),
+  // without a reopen.
+  Write next = Apply(op::CreateConversation{MakeConversation(4, "next", 21000)});
+  ASSERT_TRUE(next.status.ok()) << next.status.ToString();
+  EXPECT_GT(next.last_seq, last_seq) << "a purged sequence was handed out again";
+
+  // Purging one deleted message of a live conversation raises the horizon
+  // to its deletion event.
+  ASSERT_TRUE(Apply(op::SendMessage{MakeMessage(3, Id('C', 4), user, "one", 21100), "", 0, false})
+                  .status.ok());
+  Write one_deleted = Apply(op::DeleteMessage{Id('M', 3), 21200});
+  ASSERT_TRUE(one_deleted.status.ok()) << one_deleted.status.ToString();
+  purge = Apply(op::Purge{30000, 0, 0, 0});
+  EXPECT_EQ(std::get<op::Purge>(purge.op).purged_events, 2);
+  EXPECT_EQ(Head().purged_through, one_deleted.last_seq);
+  QUIRE_EXPECT_OK(store_->GetConversation(Id('C', 4), &c));
 }
 
 // ---- Property 9 ----
