@@ -28,4 +28,5 @@ QUIRE_INSTANTIATE_STORE_CONFORMANCE(
     Broken(Fault::kNonAtomicUniqueness), Broken(Fault::kReadsBlockWriters),
     Broken(Fault::kProcessLocalCommitLock), Broken(Fault::kAcknowledgeBeforeDurable),
     Broken(Fault::kDeleteKeepsContent), Broken(Fault::kPurgeLowersHorizon),
-    Broken(Fault::kPasswordChangeKeepsSessions), Broken(Fault::kKeyRepeatedInBatch));
+    Broken(Fault::kPasswordChangeKeepsSessions), Broken(Fault::kKeyRepeatedInBatch),
+    Broken(Fault::kReuseAfterPurge), Broken(Fault::kExpireKeepsText));

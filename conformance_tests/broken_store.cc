@@ -52,6 +52,10 @@ std::string FaultName(Fault fault) {
       return "PasswordChangeKeepsSessions";
     case Fault::kKeyRepeatedInBatch:
       return "KeyRepeatedInBatch";
+    case Fault::kReuseAfterPurge:
+      return "ReuseAfterPurge";
+    case Fault::kExpireKeepsText:
+      return "ExpireKeepsText";
   }
   return "Unknown";
 }
@@ -139,11 +143,16 @@ class BrokenStore : public Store {
         return ApplyVisibleLate(batch);
       case Fault::kNonAtomicUniqueness:
         return ApplyWithRacyNameCheck(batch);
-      case Fault::kReuseAfterReopen: {
+      case Fault::kReuseAfterReopen:
+      case Fault::kReuseAfterPurge: {
         const Status s = inner_->Apply(batch);
+        bool purged = false;
         for (Write& w : batch) {
           if (w.last_seq > 0) w.last_seq = Presented(w.last_seq);
+          purged |= w.status.ok() && std::holds_alternative<op::Purge>(w.op);
         }
+        // The bug: the counter is set again from the highest retained event.
+        if (purged && fault_ == Fault::kReuseAfterPurge) ForgetPurgedHead();
         return s;
       }
       case Fault::kReadsBlockWriters: {
@@ -162,6 +171,8 @@ class BrokenStore : public Store {
         return ApplyKeepingSessions(batch);
       case Fault::kKeyRepeatedInBatch:
         return ApplyWithKeysOfCommittedOnly(batch);
+      case Fault::kExpireKeepsText:
+        return ApplyRememberingContent(batch);
       case Fault::kNone:
       case Fault::kDropAtResumeBoundary:
         break;
@@ -171,7 +182,7 @@ class BrokenStore : public Store {
 
   Status GetHead(Head* out) override {
     const Status s = inner_->GetHead(out);
-    if (s.ok() && fault_ == Fault::kReuseAfterReopen) {
+    if (s.ok() && (fault_ == Fault::kReuseAfterReopen || fault_ == Fault::kReuseAfterPurge)) {
       out->last_seq = Presented(out->last_seq);
       out->purged_through = Presented(out->purged_through);
     }
@@ -193,7 +204,8 @@ class BrokenStore : public Store {
         // The bug: "seq > after + 1" where "seq > after" was meant.
         if (after > 0) return inner_->ReadEvents(after + 1, upto, limit, out);
         break;
-      case Fault::kReuseAfterReopen: {
+      case Fault::kReuseAfterReopen:
+      case Fault::kReuseAfterPurge: {
         std::vector<Event> got;
         const Status s = inner_->ReadEvents(Inner(after), Inner(upto), limit, &got);
         for (Event& e : got) {
@@ -226,6 +238,19 @@ class BrokenStore : public Store {
       case Fault::kNonAtomicUniqueness:
       case Fault::kDeleteKeepsContent:
       case Fault::kPurgeLowersHorizon:
+      case Fault::kExpireKeepsText: {
+        const std::size_t first = out->size();
+        const Status s = inner_->ReadEvents(after, upto, limit, out);
+        std::lock_guard<std::mutex> lock(mu_);
+        for (std::size_t i = first; i < out->size(); ++i) {
+          Event& e = (*out)[i];
+          if (e.kind != storage::EventKind::kMessageSent || !e.deleted_at ||
+              deleted_.contains(e.id))
+            continue;
+          if (auto it = content_.find(e.id); it != content_.end()) e.text = it->second;
+        }
+        return s;
+      }
       case Fault::kPasswordChangeKeepsSessions:
       case Fault::kKeyRepeatedInBatch:
         break;
@@ -443,6 +468,8 @@ class BrokenStore : public Store {
 
   // kDeleteKeepsContent: remembers what each message and conversation said,
   // for the reads of the records after they are deleted.
+  // kDeleteKeepsContent, kExpireKeepsText: remembers the text of each
+  // message and conversation, and which messages DeleteMessage deleted.
   Status ApplyRememberingContent(std::span<Write> batch) {
     const Status s = inner_->Apply(batch);
     std::lock_guard<std::mutex> lock(mu_);
@@ -452,6 +479,8 @@ class BrokenStore : public Store {
         content_[send->message.id] = send->message.body;
       } else if (const auto* create = std::get_if<op::CreateConversation>(&w.op)) {
         content_[create->conversation.id] = create->conversation.name;
+      } else if (const auto* del = std::get_if<op::DeleteMessage>(&w.op)) {
+        deleted_.insert(del->id);
       }
     }
     return s;
@@ -557,18 +586,19 @@ class BrokenStore : public Store {
   const Fault fault_;
 
   std::mutex mu_;
-  std::mutex engine_mu_;                              // kReadsBlockWriters
-  std::mutex commit_mu_;                              // kProcessLocalCommitLock
-  std::set<std::int64_t> invisible_;                  // kOutOfCommitOrder
-  std::set<std::string> live_names_;                  // kNonAtomicUniqueness
-  std::atomic<std::uint64_t> calls_{0};               // kOutOfCommitOrder, kProcessLocalCommitLock
-  std::int64_t boundary_ = 0;                         // kReuseAfterReopen
-  std::int64_t offset_ = 0;                           // kReuseAfterReopen
-  std::deque<std::int64_t> write_behind_;             // kAcknowledgeBeforeDurable
-  std::int64_t lost_after_ = 0;                       // kAcknowledgeBeforeDurable
-  std::int64_t lost_through_ = 0;                     // kAcknowledgeBeforeDurable
-  std::map<std::string, std::string> content_;        // kDeleteKeepsContent: id → text
-  std::int64_t horizon_ = -1;                         // kPurgeLowersHorizon; -1: as stored
+  std::mutex engine_mu_;                        // kReadsBlockWriters
+  std::mutex commit_mu_;                        // kProcessLocalCommitLock
+  std::set<std::int64_t> invisible_;            // kOutOfCommitOrder
+  std::set<std::string> live_names_;            // kNonAtomicUniqueness
+  std::atomic<std::uint64_t> calls_{0};         // kOutOfCommitOrder, kProcessLocalCommitLock
+  std::int64_t boundary_ = 0;                   // kReuseAfterReopen, kReuseAfterPurge
+  std::int64_t offset_ = 0;                     // kReuseAfterReopen, kReuseAfterPurge
+  std::set<std::string> deleted_;               // kExpireKeepsText
+  std::deque<std::int64_t> write_behind_;       // kAcknowledgeBeforeDurable
+  std::int64_t lost_after_ = 0;                 // kAcknowledgeBeforeDurable
+  std::int64_t lost_through_ = 0;               // kAcknowledgeBeforeDurable
+  std::map<std::string, std::string> content_;  // kDeleteKeepsContent, kExpireKeepsText: id → text
+  std::int64_t horizon_ = -1;                   // kPurgeLowersHorizon; -1: as stored
   std::map<std::string, std::string> session_users_;  // kPasswordChangeKeepsSessions
 };
 

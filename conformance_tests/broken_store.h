@@ -61,6 +61,13 @@ enum class Fault {
   // Idempotency keys are looked up among committed writes only, so a key
   // repeated within one batch gives two messages. Breaks property 10.
   kKeyRepeatedInBatch,
+  // After a purge the counter restarts at the highest retained event, in the
+  // same process (no reopen needed): purging the newest events hands their
+  // numbers out again. Breaks rule 2 (property 8).
+  kReuseAfterPurge,
+  // Expiry deletes a message but leaves its text in its sent event (only
+  // DeleteMessage tombstones). Breaks property 8.
+  kExpireKeepsText,
 };
 
 // A name for test listings: "None", "OutOfCommitOrder", …

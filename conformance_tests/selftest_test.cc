@@ -107,6 +107,8 @@ const std::vector<Catch> kCatches = {
     {"PurgeLowersHorizon", {"P08_"}},
     {"PasswordChangeKeepsSessions", {"P09_"}},
     {"KeyRepeatedInBatch", {"P10_"}},
+    {"ReuseAfterPurge", {"P08_"}},
+    {"ExpireKeepsText", {"P08_"}},
     {"ReadsBlockWriters", {"P11_"}},
 };
 
