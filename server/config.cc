@@ -87,7 +87,7 @@ bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, in
   serve
       ->add_option("--stream-buffer-limit", config->stream_buffer_limit_mib,
                    "MiB of stream and boot bytes that clients have not read yet, all streams "
-                   "together; beyond it the streams holding the most are cut (0: no limit)")
+                   "together; beyond it the streams stalled longest are cut (0: no limit)")
       ->envname("QUIRE_STREAM_BUFFER_LIMIT")
       ->check(CLI::Range(0L, 1L << 20))
       ->capture_default_str();

@@ -407,8 +407,8 @@ void OnReactor(const ReactorRef& r, std::function<void()> fn, bool defer = false
 class StreamImpl;
 
 // Every open stream of the server: Shutdown() ends them, the reaper ends those
-// that reached the keep-alive deadline, and Shed() cuts the biggest when the
-// bytes they wait to send, together, pass the limit.
+// that reached the keep-alive deadline, and Shed() cuts those stalled longest
+// when the bytes they wait to send, together, pass the limit.
 struct Registry {
   std::mutex mu;
   bool stopping = false;
@@ -439,8 +439,8 @@ struct Registry {
     return out;
   }
   bool OverLimit() const { return limit != 0 && unread.load() > limit; }
-  // Cuts the streams holding the most until the total is below 7/8 of the
-  // limit. Called by a writer that left bytes queued while OverLimit();
+  // Cuts the streams whose sockets have taken nothing for longest until the
+  // total is below 7/8 of the limit. Called by a writer that left bytes queued while OverLimit();
   // without the caller's stream lock.
   void Shed();
 };
@@ -513,11 +513,12 @@ class StreamImpl final : public ResponseStream {
       if (!direct_) {
         // The head is still in Pistache's queue: wait behind it.
         queue_.Push(std::move(chunk));
-        queued_.store(queue_.bytes());
+        NoteQueued(queue_.bytes());
         result = SocketQueue::Result::kBlocked;
       } else {
+        const std::size_t before = queue_.bytes() + chunk->bytes().size();
         result = queue_.Write(socket_, std::move(chunk));
-        queued_.store(queue_.bytes());
+        NoteQueued(before);
         if (result == SocketQueue::Result::kBlocked) WatchSocket();
       }
     }
@@ -534,6 +535,9 @@ class StreamImpl final : public ResponseStream {
 
   // Bytes this stream's socket has not taken yet (shared chunks included).
   std::size_t QueuedBytes() const { return queued_.load(); }
+  // Since when bytes have waited with none taken by the socket (steady clock,
+  // ns); 0 while nothing waits.
+  std::int64_t StalledSince() const { return stalled_since_ns_.load(); }
 
   std::size_t PendingBytes() const override { return pending_->bytes.load() + queued_.load(); }
 
@@ -634,8 +638,9 @@ class StreamImpl final : public ResponseStream {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (closed_ || !direct_) return;
+      const std::size_t before = queue_.bytes();
       result = queue_.Flush(socket_);
-      queued_.store(queue_.bytes());
+      NoteQueued(before);
       if (result == SocketQueue::Result::kBlocked) WatchSocket();
     }
     if (result == SocketQueue::Result::kBroken) {
@@ -643,6 +648,21 @@ class StreamImpl final : public ResponseStream {
       return;
     }
     CheckDrain(std::nullopt);
+  }
+
+  // After a write or flush that found `before` bytes queued: publishes the
+  // queue's size, and restarts the stall clock when the socket took some
+  // (or starts it when bytes begin to wait). Called with mu_ held.
+  void NoteQueued(std::size_t before) {
+    const std::size_t after = queue_.bytes();
+    queued_.store(after);
+    if (after == 0) {
+      stalled_since_ns_.store(0);
+    } else if (after < before || stalled_since_ns_.load() == 0) {
+      stalled_since_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::steady_clock::now().time_since_epoch())
+                                  .count());
+    }
   }
 
   // Asks to be called back when the full socket drains. Called with mu_ held.
@@ -722,7 +742,8 @@ class StreamImpl final : public ResponseStream {
   SocketQueue queue_{&registry_->unread};
   std::uint64_t watch_id_ = 0;
   std::weak_ptr<StreamImpl> self_;
-  std::atomic<std::size_t> queued_{0};  // queue_.bytes(), readable without mu_
+  std::atomic<std::size_t> queued_{0};             // queue_.bytes(), readable without mu_
+  std::atomic<std::int64_t> stalled_since_ns_{0};  // StalledSince(); written under mu_
   std::vector<std::function<void()>> callbacks_;
   // The one waiting WhenDrained callback (guarded by mu_).
   std::function<void(bool)> drain_callback_;
@@ -733,15 +754,21 @@ class StreamImpl final : public ResponseStream {
 void Registry::Shed() {
   std::unique_lock<std::mutex> shedding(shed_mu, std::try_to_lock);
   if (!shedding.owns_lock() || !OverLimit()) return;  // another writer is at it
+  // The streams whose sockets have taken nothing for longest go first: a
+  // client that reads, however slowly, keeps its stream over one that
+  // stopped reading.
   std::vector<std::shared_ptr<StreamImpl>> all = Snapshot();
-  std::vector<std::pair<std::size_t, StreamImpl*>> by_size;
-  by_size.reserve(all.size());
-  for (const auto& s : all) by_size.emplace_back(s->QueuedBytes(), s.get());
-  std::sort(by_size.begin(), by_size.end(), std::greater<>());
+  std::vector<std::pair<std::int64_t, StreamImpl*>> by_stall;
+  by_stall.reserve(all.size());
+  for (const auto& s : all) {
+    const std::int64_t since = s->StalledSince();
+    if (since != 0 && s->QueuedBytes() != 0) by_stall.emplace_back(since, s.get());
+  }
+  std::sort(by_stall.begin(), by_stall.end());
   const std::size_t before = unread.load();
   std::size_t cut_now = 0;
-  for (const auto& [queued, stream] : by_size) {
-    if (queued == 0 || unread.load() <= limit - limit / 8) break;
+  for (const auto& [since, stream] : by_stall) {
+    if (unread.load() <= limit - limit / 8) break;
     stream->Cut();
     ++cut_now;
   }
@@ -752,7 +779,7 @@ void Registry::Shed() {
     reported = now;
     Log("streams held " + std::to_string(before >> 10) + " KiB their clients had not read (limit " +
         std::to_string(limit >> 10) + " KiB): cut the " + std::to_string(cut_now) +
-        " holding the most (" + std::to_string(cut) + " since start)");
+        " stalled longest (" + std::to_string(cut) + " since start)");
   }
 }
 

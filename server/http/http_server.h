@@ -173,7 +173,7 @@ struct ServerOptions {
   // Bytes of stream chunks (stream events, boot and replay pages) written
   // and not yet taken by their clients' sockets, all streams together; a
   // chunk that several streams wait to send counts once. Beyond it the
-  // streams holding the most are cut (their queues dropped, their
+  // streams whose sockets have taken nothing for longest are cut (their queues dropped, their
   // connections closed; a stream client resumes with Last-Event-ID) until
   // the total is below 7/8 of it. 0: no limit. Bytes still in Pistache's own
   // queue (a stream's head) are not counted.

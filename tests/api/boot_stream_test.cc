@@ -210,7 +210,7 @@ TEST_F(BootStreamTest, BootsThatAreNotReadDoNotStallOtherRequests) {
 
 // The bytes that clients have not read, all streams together, are bounded
 // (--stream-buffer-limit, here 2 MiB): unread boots each hold about 1 MiB, so
-// the server cuts those holding the most, and the rest of the server goes on.
+// the server cuts those stalled longest, and a client that reads is served.
 class StreamBufferLimitTest : public BootStreamTest {
  protected:
   std::vector<std::string> ServerArgs() const override { return {"--stream-buffer-limit", "2"}; }
