@@ -1,6 +1,7 @@
 #include "storage/registry.h"
 
 #include <algorithm>
+#include <string>
 
 namespace quire::storage {
 
@@ -9,9 +10,25 @@ Registry& Registry::Global() {
   return *registry;
 }
 
-void Registry::Register(const std::string& scheme, StoreFactory factory) {
+namespace {
+
+// Versions this build can use: the interface only grows, with default bodies.
+Status CheckStoreInterfaceVersion(int version, const std::string& scheme) {
+  if (version >= 1 && version <= kStoreInterfaceVersion) return Status::Ok();
+  return Status::Invalid("the storage backend for '" + scheme +
+                         ":' was built for store interface version " + std::to_string(version) +
+                         "; this Quire knows versions 1 to " +
+                         std::to_string(kStoreInterfaceVersion));
+}
+
+}  // namespace
+
+Status Registry::Register(const std::string& scheme, StoreFactory factory,
+                          int store_interface_version) {
+  if (Status s = CheckStoreInterfaceVersion(store_interface_version, scheme); !s.ok()) return s;
   std::lock_guard<std::mutex> lock(mu_);
   factories_[scheme] = std::move(factory);
+  return Status::Ok();
 }
 
 Status Registry::Open(const std::string& url, std::unique_ptr<Store>* out) const {
@@ -28,7 +45,13 @@ Status Registry::Open(const std::string& url, std::unique_ptr<Store>* out) const
     }
     factory = it->second;
   }
-  return factory(url, out);
+  std::unique_ptr<Store> store;
+  if (Status s = factory(url, &store); !s.ok()) return s;
+  if (Status s = CheckStoreInterfaceVersion(store->interface_version(), scheme); !s.ok()) {
+    return s;
+  }
+  *out = std::move(store);
+  return Status::Ok();
 }
 
 std::vector<std::string> Registry::Schemes() const {

@@ -31,9 +31,16 @@ class Registry {
 
   // Registers `factory` for `scheme` (without the colon). A later
   // registration of the same scheme replaces the earlier one.
-  void Register(const std::string& scheme, StoreFactory factory);
+  // `store_interface_version` is the version of storage/store.h the backend
+  // was compiled against: leave the default, which is evaluated where the
+  // backend is compiled. Invalid, registering nothing, when this Quire does
+  // not know that version.
+  Status Register(const std::string& scheme, StoreFactory factory,
+                  int store_interface_version = kStoreInterfaceVersion);
 
-  // Opens `url` with the factory of its scheme; Invalid when none is registered.
+  // Opens `url` with the factory of its scheme; Invalid when none is
+  // registered, or when the store it opens reports an interface version this
+  // Quire does not know.
   Status Open(const std::string& url, std::unique_ptr<Store>* out) const;
 
   std::vector<std::string> Schemes() const;

@@ -1,0 +1,202 @@
+// Engine: what a storage backend implements. Rows or keys, the indexes the
+// chat rules look things up by, one write transaction per batch, a savepoint
+// per write, the head (the sequence counter). No chat rule lives here: which
+// records and events a write changes, what it checks first and which status it
+// answers are written once, in storage/chat_rules.cc, over this interface.
+// docs/backend-authors.md walks through writing an engine.
+//
+// Engine interface version 1. Like Store, the interface is append-only: a
+// later version adds virtual functions with default bodies.
+//
+// Status conventions, for every function below:
+//  - a getter answers NotFound when there is no such record; that is data,
+//    not a failure;
+//  - an Insert answers Conflict when its key (id, token hash) is already
+//    stored, and changes nothing then;
+//  - Invalid when a key cannot be stored at all (for example longer than the
+//    engine's keys may be);
+//  - any other non-OK status fails the whole batch.
+//
+// Thread-safety: Engine's own functions may be called from any thread
+// concurrently. A WriteTxn is used by one thread at a time, and at most one
+// WriteTxn of an Engine is open at once (the chat rules serialize batches).
+// Ownership: the caller owns the Engine and each WriteTxn; a WriteTxn must be
+// destroyed before its Engine.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "storage/commit_signal.h"
+#include "storage/status.h"
+#include "storage/store.h"
+#include "storage/types.h"
+
+namespace quire::storage {
+
+inline constexpr int kEngineInterfaceVersion = 1;
+
+// What a sender's idempotency key refers to: the first message sent with it.
+struct IdempotencyRecord {
+  std::string sender;
+  std::string key;
+  std::string message_id;
+  std::string conversation;
+  Micros at = 0;          // the message's time
+  Micros created_at = 0;  // when the record was made (purged after a while)
+};
+
+// A record as it was and as it is to be: an engine may write only what
+// changed and move only the index entries whose keys changed.
+template <typename Record>
+struct Change {
+  Record before;
+  Record after;
+};
+
+// Point reads of records, in a write transaction or (on Engine) each in its
+// own short read transaction that sees whole batches only.
+class RecordReader {
+ public:
+  virtual ~RecordReader() = default;
+
+  virtual Status GetHead(Head* out) = 0;
+  virtual Status HasUsers(bool* out) = 0;
+  virtual Status GetUser(const std::string& id, User* out) = 0;
+  virtual Status FindUserByCanonicalName(const std::string& canonical, User* out) = 0;
+  virtual Status FindSession(const std::string& token_hash, Session* out) = 0;
+  virtual Status GetInvitation(const std::string& id, Invitation* out) = 0;
+  virtual Status GetConversation(const std::string& id, Conversation* out) = 0;
+  virtual Status GetMessage(const std::string& id, Message* out) = 0;
+};
+
+// The write transaction of one batch. Nothing of it is visible to readers
+// before Commit returns OK; destroying it uncommitted rolls everything back.
+class WriteTxn : public RecordReader {
+ public:
+  // ---- Savepoints: at most one open at a time ----
+  virtual Status Savepoint() = 0;
+  virtual Status ReleaseSavepoint() = 0;
+  // Undoes everything since Savepoint and closes it.
+  virtual Status RollbackToSavepoint() = 0;
+
+  // Makes the transaction durable: when this returns OK, the batch survives
+  // a process kill (and power loss, where capabilities say so).
+  virtual Status Commit() = 0;
+
+  // ---- Lookups only writes need ----
+
+  // The live (not deleted) conversation whose canonical name is `canonical`.
+  virtual Status FindLiveConversationByName(const std::string& canonical, Conversation* out) = 0;
+  virtual Status GetIdempotency(const std::string& sender, const std::string& key,
+                                IdempotencyRecord* out) = 0;
+  // Ids of the conversation's live messages by (at, id), at most `limit`.
+  virtual Status ListLiveMessagesOf(const std::string& conversation, std::size_t limit,
+                                    std::vector<std::string>* ids) = 0;
+  // Ids of live messages with at < `before`, by (at, id).
+  virtual Status ListLiveMessagesSentBefore(Micros before, std::vector<std::string>* ids) = 0;
+  // Ids of live conversations with last_activity < `before`, by (last_activity, id).
+  virtual Status ListLiveConversationsIdleBefore(Micros before, std::vector<std::string>* ids) = 0;
+  // Ids of messages / conversations with deleted_at < `before`, in any order.
+  virtual Status ListMessagesDeletedBefore(Micros before, std::vector<std::string>* ids) = 0;
+  virtual Status ListConversationsDeletedBefore(Micros before, std::vector<std::string>* ids) = 0;
+  // Ids of every message of the conversation, deleted or not, in any order.
+  virtual Status ListMessagesOf(const std::string& conversation, std::vector<std::string>* ids) = 0;
+
+  // ---- Records ----
+  virtual Status InsertUser(const User& user) = 0;
+  virtual Status UpdateUser(const Change<User>& change) = 0;
+  virtual Status InsertSession(const Session& session) = 0;
+  virtual Status UpdateSession(const Change<Session>& change) = 0;
+  virtual Status DeleteSession(const Session& session) = 0;
+  virtual Status DeleteSessionsOfUser(const std::string& user_id) = 0;
+  virtual Status InsertInvitation(const Invitation& invitation) = 0;
+  virtual Status UpdateInvitation(const Change<Invitation>& change) = 0;
+  virtual Status InsertConversation(const Conversation& conversation) = 0;
+  virtual Status UpdateConversation(const Change<Conversation>& change) = 0;
+  virtual Status InsertMessage(const Message& message) = 0;
+  virtual Status UpdateMessage(const Change<Message>& change) = 0;
+  // Inserts, or replaces the record of the same (sender, key).
+  virtual Status PutIdempotency(const IdempotencyRecord& record) = 0;
+
+  // ---- History ----
+
+  // Appends `event`; its seq is above every stored one. Called after the
+  // record the event is about was inserted or updated.
+  virtual Status AppendEvent(const Event& event) = 0;
+  // Sets text to "" and deleted_at to `at` on the events of `entity` of `kind`.
+  virtual Status TombstoneEvents(const std::string& entity, EventKind kind, Micros at) = 0;
+  // Removes every event of `entity`, adding to *count how many and raising
+  // *highest to the highest sequence removed. Called before the entity's
+  // record is removed.
+  virtual Status RemoveEventsOf(const std::string& entity, std::int64_t* count,
+                                std::int64_t* highest) = 0;
+  virtual Status RemoveMessage(const std::string& id) = 0;
+  virtual Status RemoveConversation(const std::string& id) = 0;
+  virtual Status RemoveSessionsUsedBefore(Micros before) = 0;
+  virtual Status RemoveInvitationsIssuedBefore(Micros before) = 0;
+  virtual Status RemoveIdempotencyMadeBefore(Micros before) = 0;
+
+  // Stores the head; called once per batch, before Commit, when it changed.
+  virtual Status SetHead(const Head& head) = 0;
+
+  // ---- Coarser forms, for engines where a round trip is what costs ----
+  // The defaults call the finer functions above; an engine may override them
+  // to do the same in fewer round trips. They never decide anything.
+
+  // out[i] is the conversation ids[i], or nullopt when there is none.
+  virtual Status GetConversations(std::span<const std::string> ids,
+                                  std::vector<std::optional<Conversation>>* out);
+  // The writes of a run of sends the rules accepted: messages[i] with its
+  // sent event events[i], in order, then the conversations' new activity.
+  virtual Status WriteSends(std::span<const Message> messages, std::span<const Event> events,
+                            std::span<const Change<Conversation>> conversations);
+};
+
+// Tells the chat rules how to drive an engine.
+struct EngineTraits {
+  // Savepoints cost no round trip (embedded engines). When false the rules
+  // run a batch without savepoints first, taking runs of sends together,
+  // and only when an engine call refused one write (a stored id) run it
+  // again with a savepoint per write.
+  bool cheap_savepoints = true;
+};
+
+class Engine : public RecordReader {
+ public:
+  Engine() = default;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  virtual int engine_interface_version() const { return kEngineInterfaceVersion; }
+  virtual Capabilities capabilities() const = 0;
+  virtual EngineTraits traits() const { return {}; }
+
+  // Opens the write transaction of a batch. For engines that several
+  // processes write, this also takes the lock that orders their batches
+  // (held until the transaction ends), before the head is read.
+  virtual Status BeginWrite(std::unique_ptr<WriteTxn>* out) = 0;
+
+  // A batch failed with `failed` and its transaction is gone. Returns true
+  // when the engine fixed the cause and the batch should run again (LMDB
+  // grows its map); the default never retries.
+  virtual bool PrepareRetry(const Status& failed);
+
+  // Appends to *out the retained events with after < seq <= upto, in
+  // sequence order, at most `limit` of them (one read transaction).
+  virtual Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
+                            std::vector<Event>* out) = 0;
+
+  // Commit notification that reaches other processes (multi-process
+  // engines); nullptr, the default, when this process's commits are all
+  // there are. The engine owns it and notifies it on commits it learns of.
+  virtual CommitSignal* ExternalCommits() { return nullptr; }
+};
+
+}  // namespace quire::storage
