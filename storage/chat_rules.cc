@@ -89,14 +89,16 @@ class BatchRules {
  private:
   Status Do(op::Setup& o) {
     bool any = false;
-    Must(txn_.HasUsers(&any));
+    Must(txn_.records().HasUsers(&any));
     if (any) return Status::Conflict("setup has already been done");
-    return CreateUser(o.user, o.session);
+    if (Status s = CheckUserName(o.user); !s.ok()) return s;
+    CreateUser(o.user, o.session);
+    return Status::Ok();
   }
 
   Status Do(op::AcceptInvitation& o) {
     Invitation invitation;
-    if (!Found(txn_.GetInvitation(o.invitation_id, &invitation)) || invitation.used ||
+    if (!Found(txn_.records().GetInvitation(o.invitation_id, &invitation)) || invitation.used ||
         invitation.issued_at < o.issued_after) {
       return Status::NotFound("no usable invitation " + o.invitation_id);
     }
@@ -104,17 +106,18 @@ class BatchRules {
     Invitation used = invitation;
     used.used = true;
     Must(txn_.UpdateInvitation({invitation, used}));
-    return CreateUser(o.user, o.session);
+    CreateUser(o.user, o.session);
+    return Status::Ok();
   }
 
   Status Do(op::CreateSession& o) {
     // A taken token is reported before an unknown user.
     Session taken;
-    if (Found(txn_.FindSession(o.session.token_hash, &taken))) {
+    if (Found(txn_.records().FindSession(o.session.token_hash, &taken))) {
       return Status::Conflict("the session token is already in use");
     }
     User user;
-    if (!Found(txn_.GetUser(o.session.user_id, &user))) {
+    if (!Found(txn_.records().GetUser(o.session.user_id, &user))) {
       return Status::NotFound("no user " + o.session.user_id);
     }
     Must(txn_.InsertSession(o.session));
@@ -123,7 +126,7 @@ class BatchRules {
 
   Status Do(op::DeleteSession& o) {
     Session session;
-    if (!Found(txn_.FindSession(o.token_hash, &session))) {
+    if (!Found(txn_.records().FindSession(o.token_hash, &session))) {
       return Status::NotFound("no such session");
     }
     Must(txn_.DeleteSession(session));
@@ -132,7 +135,8 @@ class BatchRules {
 
   Status Do(op::ChangePassword& o) {
     User user;
-    if (!Found(txn_.GetUser(o.user_id, &user))) return Status::NotFound("no user " + o.user_id);
+    if (!Found(txn_.records().GetUser(o.user_id, &user)))
+      return Status::NotFound("no user " + o.user_id);
     User changed = user;
     changed.password_hash = o.password_hash;
     Must(txn_.UpdateUser({user, changed}));
@@ -143,7 +147,7 @@ class BatchRules {
 
   Status Do(op::TouchSession& o) {
     Session session;
-    if (!Found(txn_.FindSession(o.token_hash, &session))) {
+    if (!Found(txn_.records().FindSession(o.token_hash, &session))) {
       return Status::NotFound("no such session");
     }
     if (o.at > session.last_used) {
@@ -178,7 +182,7 @@ class BatchRules {
 
   Status Do(op::DeleteConversation& o) {
     Conversation c;
-    if (!Found(txn_.GetConversation(o.id, &c)) || c.deleted_at) {
+    if (!Found(txn_.records().GetConversation(o.id, &c)) || c.deleted_at) {
       return Status::NotFound("no live conversation " + o.id);
     }
     std::vector<std::string> live;
@@ -190,7 +194,7 @@ class BatchRules {
 
   Status Do(op::DeleteMessage& o) {
     Message m;
-    if (!Found(txn_.GetMessage(o.id, &m)) || m.deleted_at) {
+    if (!Found(txn_.records().GetMessage(o.id, &m)) || m.deleted_at) {
       return Status::NotFound("no live message " + o.id);
     }
     DeleteMessage(m, o.at);
@@ -268,18 +272,17 @@ class BatchRules {
 
   Status CheckUserName(const User& user) {
     User taken;
-    if (Found(txn_.FindUserByCanonicalName(user.canonical, &taken))) {
+    if (Found(txn_.records().FindUserByCanonicalName(user.canonical, &taken))) {
       return Status::Conflict("user name is taken");
     }
     return Status::Ok();
   }
 
-  Status CreateUser(const User& user, const Session& session) {
-    if (Status s = CheckUserName(user); !s.ok()) return s;
+  // After CheckUserName.
+  void CreateUser(const User& user, const Session& session) {
     Must(txn_.InsertUser(user));
     Emit(EventKind::kUserCreated, user.created_at, user.id, "", "", user.name);
     Must(txn_.InsertSession(session));
-    return Status::Ok();
   }
 
   // A record an index of the engine listed; missing means the engine's
@@ -289,9 +292,9 @@ class BatchRules {
     Record record;
     Status s;
     if constexpr (std::is_same_v<Record, Message>) {
-      s = txn_.GetMessage(id, &record);
+      s = txn_.records().GetMessage(id, &record);
     } else {
-      s = txn_.GetConversation(id, &record);
+      s = txn_.records().GetConversation(id, &record);
     }
     if (s.IsNotFound()) Must(Status::Corrupt(id + " is indexed as live but missing"));
     Must(std::move(s));
@@ -380,7 +383,8 @@ void BatchRules::SendRun(std::span<Write> run) {
                       record->at,         std::nullopt};
         // A purged message is answered from the idempotency record.
         Message stored;
-        if (Found(txn_.GetMessage(record->message_id, &stored))) first = std::move(stored);
+        if (Found(txn_.records().GetMessage(record->message_id, &stored)))
+          first = std::move(stored);
         m = std::move(first);
         send.replayed = true;
         continue;
@@ -448,30 +452,32 @@ class EngineStore final : public Store {
     return Status::Ok();
   }
 
-  Status GetHead(Head* out) override { return engine_->GetHead(out); }
+  Status GetHead(Head* out) override { return Read(&RecordReader::GetHead, out); }
 
   Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
                     std::vector<Event>* out) override {
     if (limit == 0 || upto <= after) return Status::Ok();
-    return engine_->ReadEvents(after, upto, limit, out);
+    return Read(&RecordReader::ReadEvents, after, upto, limit, out);
   }
 
-  Status HasUsers(bool* out) override { return engine_->HasUsers(out); }
-  Status GetUser(const std::string& id, User* out) override { return engine_->GetUser(id, out); }
+  Status HasUsers(bool* out) override { return Read(&RecordReader::HasUsers, out); }
+  Status GetUser(const std::string& id, User* out) override {
+    return Read(&RecordReader::GetUser, id, out);
+  }
   Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return engine_->FindUserByCanonicalName(canonical, out);
+    return Read(&RecordReader::FindUserByCanonicalName, canonical, out);
   }
   Status FindSession(const std::string& token_hash, Session* out) override {
-    return engine_->FindSession(token_hash, out);
+    return Read(&RecordReader::FindSession, token_hash, out);
   }
   Status GetInvitation(const std::string& id, Invitation* out) override {
-    return engine_->GetInvitation(id, out);
+    return Read(&RecordReader::GetInvitation, id, out);
   }
   Status GetConversation(const std::string& id, Conversation* out) override {
-    return engine_->GetConversation(id, out);
+    return Read(&RecordReader::GetConversation, id, out);
   }
   Status GetMessage(const std::string& id, Message* out) override {
-    return engine_->GetMessage(id, out);
+    return Read(&RecordReader::GetMessage, id, out);
   }
 
   std::uint64_t CommitGeneration() override { return commits_->generation(); }
@@ -480,6 +486,14 @@ class EngineStore final : public Store {
   }
 
  private:
+  // One read in a read transaction of its own.
+  template <typename... Params, typename... Args>
+  Status Read(Status (RecordReader::*read)(Params...), Args&&... args) {
+    std::unique_ptr<RecordReader> reader;
+    if (Status s = engine_->BeginRead(&reader); !s.ok()) return s;
+    return (reader.get()->*read)(std::forward<Args>(args)...);
+  }
+
   // One attempt at the whole batch in one write transaction. Without
   // savepoints, consecutive sends go together as runs.
   Attempt RunBatch(std::span<Write> batch, bool savepoints) {
@@ -489,7 +503,7 @@ class EngineStore final : public Store {
     try {
       Must(engine_->BeginWrite(&txn));
       Head head;
-      Must(txn->GetHead(&head));
+      Must(txn->records().GetHead(&head));
       BatchRules rules(*txn, head);
       for (std::size_t i = 0; i < batch.size(); ++i) {
         if (!savepoints && IsSend(batch[i])) {

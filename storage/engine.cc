@@ -7,7 +7,7 @@ Status WriteTxn::GetConversations(std::span<const std::string> ids,
   out->clear();
   for (const std::string& id : ids) {
     Conversation c;
-    Status s = GetConversation(id, &c);
+    Status s = records().GetConversation(id, &c);
     if (s.IsNotFound()) {
       out->emplace_back();
     } else if (s.ok()) {

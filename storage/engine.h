@@ -6,7 +6,11 @@
 // docs/backend-authors.md walks through writing an engine.
 //
 // Engine interface version 1. Like Store, the interface is append-only: a
-// later version adds virtual functions with default bodies.
+// later version adds virtual functions with default bodies. A write
+// operation added to write_ops.h is a new rule in chat_rules.cc; when it
+// needs something engines do not offer yet, the new engine function's
+// default body answers Invalid ("this engine cannot …"), so an engine
+// written before keeps compiling and refuses only that operation, saying why.
 //
 // Status conventions, for every function below:
 //  - a getter answers NotFound when there is no such record; that is data,
@@ -60,13 +64,18 @@ struct Change {
   Record after;
 };
 
-// Point reads of records, in a write transaction or (on Engine) each in its
-// own short read transaction that sees whole batches only.
+// Reads of records and of the history inside one transaction: a short read
+// transaction of its own (Engine::BeginRead), which sees whole batches only,
+// or the batch's write transaction (WriteTxn::records).
 class RecordReader {
  public:
   virtual ~RecordReader() = default;
 
   virtual Status GetHead(Head* out) = 0;
+  // Appends to *out the retained events with after < seq <= upto, in
+  // sequence order, at most `limit` of them (limit > 0, upto > after).
+  virtual Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
+                            std::vector<Event>* out) = 0;
   virtual Status HasUsers(bool* out) = 0;
   virtual Status GetUser(const std::string& id, User* out) = 0;
   virtual Status FindUserByCanonicalName(const std::string& canonical, User* out) = 0;
@@ -78,8 +87,13 @@ class RecordReader {
 
 // The write transaction of one batch. Nothing of it is visible to readers
 // before Commit returns OK; destroying it uncommitted rolls everything back.
-class WriteTxn : public RecordReader {
+class WriteTxn {
  public:
+  virtual ~WriteTxn() = default;
+
+  // The reads, inside this transaction: they see its own writes.
+  virtual RecordReader& records() = 0;
+
   // ---- Savepoints: at most one open at a time ----
   virtual Status Savepoint() = 0;
   virtual Status ReleaseSavepoint() = 0;
@@ -168,8 +182,9 @@ struct EngineTraits {
   bool cheap_savepoints = true;
 };
 
-class Engine : public RecordReader {
+class Engine {
  public:
+  virtual ~Engine() = default;
   Engine() = default;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -188,10 +203,10 @@ class Engine : public RecordReader {
   // grows its map); the default never retries.
   virtual bool PrepareRetry(const Status& failed);
 
-  // Appends to *out the retained events with after < seq <= upto, in
-  // sequence order, at most `limit` of them (one read transaction).
-  virtual Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
-                            std::vector<Event>* out) = 0;
+  // Opens a short read transaction; the caller ends it by destroying the
+  // reader, soon: a writer may not wait for it, nor may it hold old
+  // versions for long.
+  virtual Status BeginRead(std::unique_ptr<RecordReader>* out) = 0;
 
   // Commit notification that reaches other processes (multi-process
   // engines); nullptr, the default, when this process's commits are all

@@ -34,7 +34,9 @@ using storage::User;
 // (what a write checks, changes and emits) is Quire's, above the engine.
 struct Tables {
   Head head;
-  std::map<std::int64_t, Event> events;  // by seq
+  // By seq. A stored Event never changes (a tombstone stores a blanked
+  // copy), so a reader may copy events after letting go of the lock.
+  std::map<std::int64_t, std::shared_ptr<const Event>> events;
   // (entity, seq) → kind: the events of an entity, for tombstones and purges.
   std::map<std::pair<std::string, std::int64_t>, EventKind> events_by_entity;
   std::map<std::string, User> users;                  // by id
@@ -50,34 +52,90 @@ Status NotFound(const std::string& what) {
   return Status::NotFound("no " + what);
 }
 
+template <typename T>
+Status Copy(const T& value, T* out) {
+  *out = value;
+  return Status::Ok();
+}
+
+template <typename Map>
+Status Find(const Map& map, const typename Map::key_type& key, typename Map::mapped_type* out) {
+  const auto it = map.find(key);
+  return it == map.end() ? NotFound("such record") : Copy(it->second, out);
+}
+
+// The reads. Each takes the engine's mutex, which a write transaction holds
+// from BeginWrite to its end, so it sees whole batches only; inside a write
+// transaction (no mutex given) the reads see its own writes.
+class MemoryRecords final : public storage::RecordReader {
+ public:
+  MemoryRecords(const Tables& t, std::mutex* mu) : t_(t), mu_(mu) {}
+
+  Status GetHead(Head* out) override {
+    return Locked([&] { return Copy(t_.head, out); });
+  }
+  // Holds the mutex only to take the events, not to copy them: a long read
+  // must not hold writers up.
+  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
+                    std::vector<Event>* out) override {
+    std::vector<std::shared_ptr<const Event>> taken;
+    Locked([&] {
+      for (auto it = t_.events.upper_bound(after);
+           it != t_.events.end() && it->first <= upto && taken.size() < limit; ++it) {
+        taken.push_back(it->second);
+      }
+      return Status::Ok();
+    });
+    for (const auto& event : taken) out->push_back(*event);
+    return Status::Ok();
+  }
+  Status HasUsers(bool* out) override {
+    return Locked([&] { return Copy(!t_.users.empty(), out); });
+  }
+  Status GetUser(const std::string& id, User* out) override {
+    return Locked([&] { return Find(t_.users, id, out); });
+  }
+  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
+    return Locked([&] {
+      const auto it = t_.user_by_name.find(canonical);
+      return it == t_.user_by_name.end() ? NotFound("user") : Find(t_.users, it->second, out);
+    });
+  }
+  Status FindSession(const std::string& token, Session* out) override {
+    return Locked([&] { return Find(t_.sessions, token, out); });
+  }
+  Status GetInvitation(const std::string& id, Invitation* out) override {
+    return Locked([&] { return Find(t_.invitations, id, out); });
+  }
+  Status GetConversation(const std::string& id, Conversation* out) override {
+    return Locked([&] { return Find(t_.conversations, id, out); });
+  }
+  Status GetMessage(const std::string& id, Message* out) override {
+    return Locked([&] { return Find(t_.messages, id, out); });
+  }
+
+ private:
+  template <typename Fn>
+  Status Locked(Fn&& fn) {
+    if (mu_ == nullptr) return fn();
+    std::lock_guard<std::mutex> lock(*mu_);
+    return fn();
+  }
+
+  const Tables& t_;
+  std::mutex* const mu_;
+};
+
 // A batch changes the tables in place and logs how to undo each change:
 // a savepoint is a position in the log, a rollback replays it backwards.
 // The engine's mutex is held from BeginWrite to the end of the transaction,
 // so readers see whole batches only.
 class MemoryWriteTxn final : public storage::WriteTxn {
  public:
-  MemoryWriteTxn(Tables& t, std::mutex& mu) : t_(t), lock_(mu) {}
+  MemoryWriteTxn(Tables& t, std::mutex& mu) : t_(t), lock_(mu), records_(t, nullptr) {}
   ~MemoryWriteTxn() override { UndoTo(0); }  // a no-op after Commit
 
-  Status GetHead(Head* out) override { return Copy(t_.head, out); }
-  Status HasUsers(bool* out) override { return Copy(!t_.users.empty(), out); }
-  Status GetUser(const std::string& id, User* out) override { return Find(t_.users, id, out); }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    const auto it = t_.user_by_name.find(canonical);
-    return it == t_.user_by_name.end() ? NotFound("user") : Find(t_.users, it->second, out);
-  }
-  Status FindSession(const std::string& token, Session* out) override {
-    return Find(t_.sessions, token, out);
-  }
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return Find(t_.invitations, id, out);
-  }
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return Find(t_.conversations, id, out);
-  }
-  Status GetMessage(const std::string& id, Message* out) override {
-    return Find(t_.messages, id, out);
-  }
+  storage::RecordReader& records() override { return records_; }
 
   Status Savepoint() override {
     savepoint_ = undo_.size();
@@ -181,17 +239,17 @@ class MemoryWriteTxn final : public storage::WriteTxn {
     if (!t_.events.empty() && e.seq <= t_.events.rbegin()->first) {
       return Status::Corrupt("event " + std::to_string(e.seq) + " is not above every stored one");
     }
-    Set(t_.events, e.seq, e);
+    Set(t_.events, e.seq, std::make_shared<const Event>(e));
     Set(t_.events_by_entity, {e.id, e.seq}, e.kind);
     return Status::Ok();
   }
   Status TombstoneEvents(const std::string& entity, EventKind kind, Micros at) override {
     for (const std::int64_t seq : SeqsOf(entity)) {
-      Event e = t_.events.at(seq);
+      Event e = *t_.events.at(seq);
       if (e.kind != kind) continue;
       e.text.clear();
       e.deleted_at = at;
-      Set(t_.events, seq, e);
+      Set(t_.events, seq, std::make_shared<const Event>(std::move(e)));
     }
     return Status::Ok();
   }
@@ -232,19 +290,6 @@ class MemoryWriteTxn final : public storage::WriteTxn {
   }
 
  private:
-  template <typename T>
-  static Status Copy(const T& value, T* out) {
-    *out = value;
-    return Status::Ok();
-  }
-
-  template <typename Map>
-  static Status Find(const Map& map, const typename Map::key_type& key,
-                     typename Map::mapped_type* out) {
-    const auto it = map.find(key);
-    return it == map.end() ? NotFound("such record") : Copy(it->second, out);
-  }
-
   // Ids of the records that `pick` chooses, by (time, id) like the indexes
   // of a real engine, at most `limit`.
   template <typename Map, typename Pick>
@@ -330,6 +375,7 @@ class MemoryWriteTxn final : public storage::WriteTxn {
 
   Tables& t_;
   std::unique_lock<std::mutex> lock_;
+  MemoryRecords records_;
   std::vector<std::function<void()>> undo_;
   std::size_t savepoint_ = 0;
 };
@@ -349,46 +395,12 @@ class MemoryEngine final : public storage::Engine {
     return Status::Ok();
   }
 
-  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
-                    std::vector<Event>* out) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = tables_.events.upper_bound(after);
-         it != tables_.events.end() && it->first <= upto && limit > 0; ++it, --limit) {
-      out->push_back(it->second);
-    }
+  Status BeginRead(std::unique_ptr<storage::RecordReader>* out) override {
+    *out = std::make_unique<MemoryRecords>(tables_, &mu_);
     return Status::Ok();
   }
 
-  // Reads take the lock, like a write, and so see whole batches only.
-  Status GetHead(Head* out) override { return Read(&MemoryWriteTxn::GetHead, out); }
-  Status HasUsers(bool* out) override { return Read(&MemoryWriteTxn::HasUsers, out); }
-  Status GetUser(const std::string& id, User* out) override {
-    return Read(&MemoryWriteTxn::GetUser, id, out);
-  }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return Read(&MemoryWriteTxn::FindUserByCanonicalName, canonical, out);
-  }
-  Status FindSession(const std::string& token, Session* out) override {
-    return Read(&MemoryWriteTxn::FindSession, token, out);
-  }
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return Read(&MemoryWriteTxn::GetInvitation, id, out);
-  }
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return Read(&MemoryWriteTxn::GetConversation, id, out);
-  }
-  Status GetMessage(const std::string& id, Message* out) override {
-    return Read(&MemoryWriteTxn::GetMessage, id, out);
-  }
-
  private:
-  // A read through a transaction that changes nothing.
-  template <typename... Params, typename... Args>
-  Status Read(Status (MemoryWriteTxn::*read)(Params...), Args&&... args) {
-    MemoryWriteTxn txn(tables_, mu_);
-    return (txn.*read)(std::forward<Args>(args)...);
-  }
-
   std::mutex mu_;
   Tables tables_;  // guarded by mu_
 };

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -76,6 +78,103 @@ Status Guarded(const std::string& context, Fn&& fn) {
   }
 }
 
+// ---- Reads ----
+
+std::optional<ConversationRecord> LoadConversation(const Tx& tx, const std::string& id) {
+  const auto stored = tx.Get(kConversations, id);
+  if (!stored) return std::nullopt;
+  return Decode<ConversationRecord>(*stored);
+}
+
+std::optional<MessageRecord> LoadMessage(const Tx& tx, const std::string& id) {
+  const auto stored = tx.Get(kMessages, id);
+  if (!stored) return std::nullopt;
+  return Decode<MessageRecord>(*stored);
+}
+
+// The reads, in the transaction `current` gives: a read-only one of its own,
+// or the batch's write transaction (its nested one while a savepoint is open).
+class LmdbRecords final : public RecordReader {
+ public:
+  LmdbRecords(const Dbis& dbis, const std::string& context, std::function<MDB_txn*()> current)
+      : dbis_(dbis), context_(context), current_(std::move(current)) {}
+
+  Status GetHead(Head* out) override {
+    return Guarded(context_, [&] {
+      *out = Head{tx().Meta(kLastSeq), tx().Meta(kPurgedThrough)};
+      return Status::Ok();
+    });
+  }
+  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
+                    std::vector<Event>* out) override {
+    return Guarded(context_, [&] {
+      std::size_t copied = 0;
+      tx().Scan(kEvents, IntKey(after + 1), [&](std::string_view key, std::string_view value) {
+        const std::int64_t seq = Decoder(key).Int();
+        if (seq > upto) return false;
+        out->push_back(EventAt(seq, value));
+        return ++copied < limit;
+      });
+      return Status::Ok();
+    });
+  }
+  Status HasUsers(bool* out) override {
+    return Guarded(context_, [&] {
+      *out = tx().Count(kUsers) != 0;
+      return Status::Ok();
+    });
+  }
+  Status GetUser(const std::string& id, User* out) override {
+    return GetOne<User>(kUsers, id, "no user " + id, out);
+  }
+  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
+    return Guarded(context_, [&] {
+      const std::optional<std::string> id = tx().FindName(kUsersByName, canonical);
+      const auto stored = id ? tx().Get(kUsers, *id) : std::nullopt;
+      if (!stored) return Status::NotFound("no user with that name");
+      *out = Decode<User>(*stored);
+      return Status::Ok();
+    });
+  }
+  Status FindSession(const std::string& token_hash, Session* out) override {
+    return GetOne<Session>(kSessions, token_hash, "no such session", out);
+  }
+  Status GetInvitation(const std::string& id, Invitation* out) override {
+    return GetOne<Invitation>(kInvitations, id, "no invitation " + id, out);
+  }
+  Status GetConversation(const std::string& id, Conversation* out) override {
+    return GetOne<ConversationRecord>(kConversations, id, "no conversation " + id, out,
+                                      &ConversationRecord::conversation);
+  }
+  Status GetMessage(const std::string& id, Message* out) override {
+    return GetOne<MessageRecord>(kMessages, id, "no message " + id, out, &MessageRecord::message);
+  }
+
+ private:
+  Tx tx() const { return Tx(current_(), dbis_); }
+
+  // Decodes the Record under `key` into *out, or through `part` (a member of
+  // Record) when Record is not what the caller gets.
+  template <typename Record, typename T, typename Part = std::nullptr_t>
+  Status GetOne(Db db, const std::string& key, std::string missing, T* out, Part part = nullptr) {
+    return Guarded(context_, [&] {
+      const auto stored = tx().Get(db, key);
+      if (!stored) return Status::NotFound(std::move(missing));
+      Record record = Decode<Record>(*stored);
+      if constexpr (std::is_same_v<Part, std::nullptr_t>) {
+        *out = std::move(record);
+      } else {
+        *out = std::move(record.*part);
+      }
+      return Status::Ok();
+    });
+  }
+
+  const Dbis& dbis_;
+  const std::string& context_;
+  const std::function<MDB_txn*()> current_;
+};
+
 // ---- The write transaction ----
 
 // One batch: a write transaction, and while a savepoint is open a nested
@@ -90,54 +189,10 @@ class LmdbWriteTxn final : public WriteTxn {
         dbis_(dbis),
         context_(context),
         map_full_(map_full),
-        parent_(lmdb::txn::begin(env, nullptr, 0)) {}
+        parent_(lmdb::txn::begin(env, nullptr, 0)),
+        records_(dbis, context, [this] { return current(); }) {}
 
-  Status GetHead(Head* out) override {
-    return Guard([&] {
-      *out = Head{tx().Meta(kLastSeq), tx().Meta(kPurgedThrough)};
-      return Status::Ok();
-    });
-  }
-  Status HasUsers(bool* out) override {
-    return Guard([&] {
-      *out = tx().Count(kUsers) != 0;
-      return Status::Ok();
-    });
-  }
-  Status GetUser(const std::string& id, User* out) override {
-    return GetRecord(kUsers, id, "no user " + id, out);
-  }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return Guard([&] {
-      const std::optional<std::string> id = tx().FindName(kUsersByName, canonical);
-      const auto stored = id ? tx().Get(kUsers, *id) : std::nullopt;
-      if (!stored) return Status::NotFound("no user with that name");
-      *out = Decode<User>(*stored);
-      return Status::Ok();
-    });
-  }
-  Status FindSession(const std::string& token_hash, Session* out) override {
-    return GetRecord(kSessions, token_hash, "no such session", out);
-  }
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return GetRecord(kInvitations, id, "no invitation " + id, out);
-  }
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return Guard([&] {
-      std::optional<ConversationRecord> record = LoadConversation(id);
-      if (!record) return Status::NotFound("no conversation " + id);
-      *out = std::move(record->conversation);
-      return Status::Ok();
-    });
-  }
-  Status GetMessage(const std::string& id, Message* out) override {
-    return Guard([&] {
-      std::optional<MessageRecord> record = LoadMessage(id);
-      if (!record) return Status::NotFound("no message " + id);
-      *out = std::move(record->message);
-      return Status::Ok();
-    });
-  }
+  RecordReader& records() override { return records_; }
 
   Status Savepoint() override {
     return Guard([&] {
@@ -174,7 +229,7 @@ class LmdbWriteTxn final : public WriteTxn {
   Status FindLiveConversationByName(const std::string& canonical, Conversation* out) override {
     return Guard([&] {
       const std::optional<std::string> id = tx().FindName(kConversationsLiveByName, canonical);
-      std::optional<ConversationRecord> record = id ? LoadConversation(*id) : std::nullopt;
+      std::optional<ConversationRecord> record = id ? LoadConversation(tx(), *id) : std::nullopt;
       if (!record) return Status::NotFound("no live conversation with that name");
       *out = std::move(record->conversation);
       return Status::Ok();
@@ -317,7 +372,7 @@ class LmdbWriteTxn final : public WriteTxn {
     return Guard([&] {
       const Conversation& b = change.before;
       const Conversation& c = change.after;
-      std::optional<ConversationRecord> record = LoadConversation(c.id);
+      std::optional<ConversationRecord> record = LoadConversation(tx(), c.id);
       if (!record) return Status::NotFound("no conversation " + c.id);
       // Only the index entries whose keys change move.
       if (b.deleted_at != c.deleted_at || b.canonical != c.canonical ||
@@ -341,7 +396,7 @@ class LmdbWriteTxn final : public WriteTxn {
   Status UpdateMessage(const Change<Message>& change) override {
     return Guard([&] {
       const Message& m = change.after;
-      std::optional<MessageRecord> record = LoadMessage(m.id);
+      std::optional<MessageRecord> record = LoadMessage(tx(), m.id);
       if (!record) return Status::NotFound("no message " + m.id);
       IndexMessage(change.before, false);
       IndexMessage(m, true);
@@ -367,7 +422,7 @@ class LmdbWriteTxn final : public WriteTxn {
           break;
         case EventKind::kConversationCreated:
         case EventKind::kConversationDeleted: {
-          std::optional<ConversationRecord> record = LoadConversation(event.id);
+          std::optional<ConversationRecord> record = LoadConversation(tx(), event.id);
           if (!record) throw CorruptRecord("an event of a missing conversation " + event.id);
           (event.kind == EventKind::kConversationCreated ? record->created_seq
                                                          : record->deleted_seq) = event.seq;
@@ -376,7 +431,7 @@ class LmdbWriteTxn final : public WriteTxn {
         }
         case EventKind::kMessageSent:
         case EventKind::kMessageDeleted: {
-          std::optional<MessageRecord> record = LoadMessage(event.id);
+          std::optional<MessageRecord> record = LoadMessage(tx(), event.id);
           if (!record) throw CorruptRecord("an event of a missing message " + event.id);
           (event.kind == EventKind::kMessageSent ? record->sent_seq : record->deleted_seq) =
               event.seq;
@@ -392,9 +447,9 @@ class LmdbWriteTxn final : public WriteTxn {
     return Guard([&] {
       std::int64_t seq = 0;
       if (kind == EventKind::kMessageSent) {
-        if (const auto record = LoadMessage(entity)) seq = record->sent_seq;
+        if (const auto record = LoadMessage(tx(), entity)) seq = record->sent_seq;
       } else if (kind == EventKind::kConversationCreated) {
-        if (const auto record = LoadConversation(entity)) seq = record->created_seq;
+        if (const auto record = LoadConversation(tx(), entity)) seq = record->created_seq;
       } else {
         return Status::Invalid(context_ + ": only created and sent events are tombstoned");
       }
@@ -412,10 +467,10 @@ class LmdbWriteTxn final : public WriteTxn {
                         std::int64_t* highest) override {
     return Guard([&] {
       std::int64_t seqs[2] = {0, 0};
-      if (const auto m = LoadMessage(entity)) {
+      if (const auto m = LoadMessage(tx(), entity)) {
         seqs[0] = m->sent_seq;
         seqs[1] = m->deleted_seq;
-      } else if (const auto c = LoadConversation(entity)) {
+      } else if (const auto c = LoadConversation(tx(), entity)) {
         seqs[0] = c->created_seq;
         seqs[1] = c->deleted_seq;
       }
@@ -430,7 +485,7 @@ class LmdbWriteTxn final : public WriteTxn {
   }
   Status RemoveMessage(const std::string& id) override {
     return Guard([&] {
-      if (const std::optional<MessageRecord> record = LoadMessage(id)) {
+      if (const std::optional<MessageRecord> record = LoadMessage(tx(), id)) {
         IndexMessage(record->message, false);
         tx().Del(kConversationMessages, ConversationMessageKey(record->message));
         tx().Del(kMessages, id);
@@ -440,7 +495,7 @@ class LmdbWriteTxn final : public WriteTxn {
   }
   Status RemoveConversation(const std::string& id) override {
     return Guard([&] {
-      if (const std::optional<ConversationRecord> record = LoadConversation(id)) {
+      if (const std::optional<ConversationRecord> record = LoadConversation(tx(), id)) {
         IndexConversation(record->conversation, false);
         tx().Del(kConversations, id);
       }
@@ -511,7 +566,8 @@ class LmdbWriteTxn final : public WriteTxn {
   }
 
  private:
-  Tx tx() const { return Tx(nested_ ? static_cast<MDB_txn*>(*nested_) : parent_.handle(), dbis_); }
+  MDB_txn* current() const { return nested_ ? nested_->handle() : parent_.handle(); }
+  Tx tx() const { return Tx(current(), dbis_); }
 
   // Runs fn, turning what LMDB throws into a Status; remembers a full map
   // for Engine::PrepareRetry.
@@ -530,28 +586,6 @@ class LmdbWriteTxn final : public WriteTxn {
     } catch (...) {
       return CurrentExceptionStatus(context_);
     }
-  }
-
-  template <typename Record>
-  Status GetRecord(Db db, const std::string& key, const std::string& missing, Record* out) {
-    return Guard([&] {
-      const auto stored = tx().Get(db, key);
-      if (!stored) return Status::NotFound(missing);
-      *out = Decode<Record>(*stored);
-      return Status::Ok();
-    });
-  }
-
-  std::optional<ConversationRecord> LoadConversation(const std::string& id) const {
-    const auto stored = tx().Get(kConversations, id);
-    if (!stored) return std::nullopt;
-    return Decode<ConversationRecord>(*stored);
-  }
-
-  std::optional<MessageRecord> LoadMessage(const std::string& id) const {
-    const auto stored = tx().Get(kMessages, id);
-    if (!stored) return std::nullopt;
-    return Decode<MessageRecord>(*stored);
   }
 
   void PutEvent(const Event& event) {
@@ -645,6 +679,7 @@ class LmdbWriteTxn final : public WriteTxn {
   std::atomic<bool>& map_full_;
   Txn parent_;
   std::optional<Txn> nested_;
+  LmdbRecords records_;
 };
 
 // ---- Opening ----
@@ -793,95 +828,24 @@ class LmdbEngine final : public Engine {
     return GrowMap().ok();
   }
 
-  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
-                    std::vector<Event>* out) override {
-    return Read([&](const Tx& tx) {
-      std::size_t copied = 0;
-      tx.Scan(kEvents, IntKey(after + 1), [&](std::string_view key, std::string_view value) {
-        const std::int64_t seq = Decoder(key).Int();
-        if (seq > upto) return false;
-        out->push_back(EventAt(seq, value));
-        return ++copied < limit;
-      });
-      return Status::Ok();
-    });
-  }
-
-  Status GetHead(Head* out) override {
-    return Read([&](const Tx& tx) {
-      *out = Head{tx.Meta(kLastSeq), tx.Meta(kPurgedThrough)};
-      return Status::Ok();
-    });
-  }
-
-  Status HasUsers(bool* out) override {
-    return Read([&](const Tx& tx) {
-      *out = tx.Count(kUsers) != 0;
-      return Status::Ok();
-    });
-  }
-
-  Status GetUser(const std::string& id, User* out) override {
-    return GetOne<User>(kUsers, id, "no user " + id, out);
-  }
-
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return Read([&](const Tx& tx) {
-      const std::optional<std::string> id = tx.FindName(kUsersByName, canonical);
-      const auto stored = id ? tx.Get(kUsers, *id) : std::nullopt;
-      if (!stored) return Status::NotFound("no user with that name");
-      *out = Decode<User>(*stored);
-      return Status::Ok();
-    });
-  }
-
-  Status FindSession(const std::string& token_hash, Session* out) override {
-    return GetOne<Session>(kSessions, token_hash, "no such session", out);
-  }
-
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return GetOne<Invitation>(kInvitations, id, "no invitation " + id, out);
-  }
-
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return GetOne<ConversationRecord>(kConversations, id, "no conversation " + id, out,
-                                      &ConversationRecord::conversation);
-  }
-
-  Status GetMessage(const std::string& id, Message* out) override {
-    return GetOne<MessageRecord>(kMessages, id, "no message " + id, out, &MessageRecord::message);
-  }
-
- private:
-  // Runs fn(tx) in one short read-only transaction, ended before returning.
-  template <typename Fn>
-  Status Read(Fn&& fn) {
+  // A read-only transaction, excluded only while GrowMap remaps.
+  Status BeginRead(std::unique_ptr<RecordReader>* out) override {
     return Guarded(context_, [&] {
+      struct ReadTxn {
+        std::shared_lock<std::shared_mutex> map;  // released after the transaction ends
+        Txn txn;
+      };
       // Through the turnstile: a waiting GrowMap is not starved by new readers.
       { std::lock_guard<std::mutex> turn(turnstile_mu_); }
       std::shared_lock<std::shared_mutex> map(map_mu_);
-      Txn txn(lmdb::txn::begin(env_, nullptr, MDB_RDONLY));
-      return fn(Tx(txn, dbis_));
-    });
-  }
-
-  // Decodes the Record under `key` into *out, or through `part` (a member of
-  // Record) when Record is not what the caller gets.
-  template <typename Record, typename T, typename Part = std::nullptr_t>
-  Status GetOne(Db db, const std::string& key, std::string missing, T* out, Part part = nullptr) {
-    return Read([&](const Tx& tx) {
-      const auto stored = tx.Get(db, key);
-      if (!stored) return Status::NotFound(std::move(missing));
-      Record record = Decode<Record>(*stored);
-      if constexpr (std::is_same_v<Part, std::nullptr_t>) {
-        *out = std::move(record);
-      } else {
-        *out = std::move(record.*part);
-      }
+      auto read = std::make_shared<ReadTxn>(
+          ReadTxn{std::move(map), Txn(lmdb::txn::begin(env_, nullptr, MDB_RDONLY))});
+      *out = std::make_unique<LmdbRecords>(dbis_, context_, [read] { return read->txn.handle(); });
       return Status::Ok();
     });
   }
 
+ private:
   // Doubles the map. Runs with no write transaction open (the chat rules
   // call PrepareRetry after the batch's transaction ended); waits for
   // readers, because mdb_env_set_mapsize remaps the file under them.

@@ -27,7 +27,6 @@ using postgres::Guarded;
 constexpr const char* kChannel = "quire_commits";
 constexpr std::size_t kMaxIdleConnections = 8;
 
-
 // Every statement, prepared on each connection of the pool.
 constexpr std::pair<const char*, const char*> kStatements[] = {
     // The head row lock: taken first by every write transaction and held to
@@ -176,32 +175,74 @@ Message MessageFrom(const pqxx::row& r) {
                  r[3].as<std::string>(), r[4].as<std::int64_t>(), OptMicros(r[5])};
 }
 
-// The point reads, on one transaction: a pooled connection's own snapshot
-// per statement, or the batch's write transaction.
-class Records {
+// The reads, in one transaction: a pooled connection's own snapshot per
+// statement, or the batch's write transaction.
+class PostgresRecords final : public RecordReader {
  public:
-  explicit Records(pqxx::transaction_base& tx) : tx_(tx) {}
+  // Errors that break the connection set *broken. `owner` is kept alive as
+  // long as the reader (it holds a pooled connection and its transaction).
+  PostgresRecords(pqxx::transaction_base& tx, bool* broken, std::shared_ptr<void> owner = nullptr)
+      : owner_(std::move(owner)), tx_(tx), broken_(broken) {}
 
-  Status HasUsers(bool* out) {
-    *out = tx_.exec_prepared1("users_any")[0].as<bool>();
-    return Status::Ok();
+  // The head as read under the head row lock: a write transaction's reads
+  // need not read it again.
+  void KnowHead(const Head& head) { head_ = head; }
+
+  Status GetHead(Head* out) override {
+    if (head_) {
+      *out = *head_;
+      return Status::Ok();
+    }
+    return Exec([&] {
+      const pqxx::result r = tx_.exec_prepared("head_get");
+      if (r.empty()) return Status::Corrupt("quire_meta is empty");
+      *out = Head{r[0][0].as<std::int64_t>(), r[0][1].as<std::int64_t>()};
+      return Status::Ok();
+    });
   }
-  Status GetUser(const std::string& id, User* out) {
+  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
+                    std::vector<Event>* out) override {
+    const auto max_limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+    const auto bounded = static_cast<std::int64_t>(std::min(limit, max_limit));
+    return Exec([&] {
+      const pqxx::result r = tx_.exec_prepared("events_read", after, upto, bounded);
+      out->reserve(out->size() + r.size());
+      for (const pqxx::row& row : r) {
+        const int kind = row[1].as<int>();
+        if (kind < 1 || kind > 5) {
+          return Status::Corrupt("event " + row[0].as<std::string>() + " has unknown kind " +
+                                 std::to_string(kind));
+        }
+        out->push_back(Event{row[0].as<std::int64_t>(), static_cast<EventKind>(kind),
+                             row[2].as<std::int64_t>(), row[3].as<std::string>(),
+                             row[4].as<std::string>(), row[5].as<std::string>(),
+                             row[6].as<std::string>(), OptMicros(row[7])});
+      }
+      return Status::Ok();
+    });
+  }
+  Status HasUsers(bool* out) override {
+    return Exec([&] {
+      *out = tx_.exec_prepared1("users_any")[0].as<bool>();
+      return Status::Ok();
+    });
+  }
+  Status GetUser(const std::string& id, User* out) override {
     return One("user_get", id, "no user " + id, out, UserFrom);
   }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) {
+  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
     return One("user_by_canonical", canonical, "no user with that name", out, UserFrom);
   }
-  Status FindSession(const std::string& token_hash, Session* out) {
+  Status FindSession(const std::string& token_hash, Session* out) override {
     return One("session_get", token_hash, "no such session", out, SessionFrom);
   }
-  Status GetInvitation(const std::string& id, Invitation* out) {
+  Status GetInvitation(const std::string& id, Invitation* out) override {
     return One("invitation_get", id, "no invitation " + id, out, InvitationFrom);
   }
-  Status GetConversation(const std::string& id, Conversation* out) {
+  Status GetConversation(const std::string& id, Conversation* out) override {
     return One("conversation_get", id, "no conversation " + id, out, ConversationFrom);
   }
-  Status GetMessage(const std::string& id, Message* out) {
+  Status GetMessage(const std::string& id, Message* out) override {
     return One("message_get", id, "no message " + id, out, MessageFrom);
   }
 
@@ -209,14 +250,45 @@ class Records {
   template <typename T, typename Map>
   Status One(const char* statement, const std::string& key, const std::string& missing, T* out,
              Map map) {
-    const pqxx::result r = tx_.exec_prepared(statement, key);
-    if (r.empty()) return Status::NotFound(missing);
-    *out = map(r[0]);
-    return Status::Ok();
+    return Exec([&] {
+      const pqxx::result r = tx_.exec_prepared(statement, key);
+      if (r.empty()) return Status::NotFound(missing);
+      *out = map(r[0]);
+      return Status::Ok();
+    });
   }
 
  private:
+  template <typename Fn>
+  Status Exec(Fn&& fn) {
+    return Guarded(std::forward<Fn>(fn), broken_);
+  }
+
+  const std::shared_ptr<void> owner_;  // declared first: released last
   pqxx::transaction_base& tx_;
+  bool* const broken_;
+  std::optional<Head> head_;
+};
+
+// A pooled connection lent to one reader, in a transaction of single
+// statements (each its own snapshot); returned when the reader is done.
+struct PooledRead {
+  PooledRead(ConnectionPool& pool, std::unique_ptr<pqxx::connection> conn)
+      : pool(pool), conn(std::move(conn)), tx(std::in_place, *this->conn) {}
+  ~PooledRead() {
+    Guarded(
+        [&] {
+          tx.reset();
+          return Status::Ok();
+        },
+        &broken);
+    if (!broken) pool.Release(std::move(conn));
+  }
+
+  ConnectionPool& pool;
+  std::unique_ptr<pqxx::connection> conn;
+  std::optional<pqxx::nontransaction> tx;
+  bool broken = false;
 };
 
 // The write transaction of a batch, on a connection of the pool. Opening it
@@ -224,7 +296,10 @@ class Records {
 class PostgresWriteTxn final : public WriteTxn {
  public:
   PostgresWriteTxn(ConnectionPool& pool, std::unique_ptr<pqxx::connection> conn)
-      : pool_(pool), conn_(std::move(conn)), work_(std::in_place, *conn_), records_(*work_) {}
+      : pool_(pool),
+        conn_(std::move(conn)),
+        work_(std::in_place, *conn_),
+        records_(*work_, &broken_) {}
 
   ~PostgresWriteTxn() override {
     Guarded(
@@ -240,36 +315,12 @@ class PostgresWriteTxn final : public WriteTxn {
   Status LockHead() {
     return Exec([&] {
       const pqxx::row r = work_->exec_prepared1("head_lock");
-      head_ = Head{r[0].as<std::int64_t>(), r[1].as<std::int64_t>()};
+      records_.KnowHead(Head{r[0].as<std::int64_t>(), r[1].as<std::int64_t>()});
       return Status::Ok();
     });
   }
 
-  Status GetHead(Head* out) override {
-    *out = head_;
-    return Status::Ok();
-  }
-  Status HasUsers(bool* out) override {
-    return Exec([&] { return records_.HasUsers(out); });
-  }
-  Status GetUser(const std::string& id, User* out) override {
-    return Exec([&] { return records_.GetUser(id, out); });
-  }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return Exec([&] { return records_.FindUserByCanonicalName(canonical, out); });
-  }
-  Status FindSession(const std::string& token_hash, Session* out) override {
-    return Exec([&] { return records_.FindSession(token_hash, out); });
-  }
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return Exec([&] { return records_.GetInvitation(id, out); });
-  }
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return Exec([&] { return records_.GetConversation(id, out); });
-  }
-  Status GetMessage(const std::string& id, Message* out) override {
-    return Exec([&] { return records_.GetMessage(id, out); });
-  }
+  RecordReader& records() override { return records_; }
 
   // Plain SAVEPOINT statements: libpqxx 6's subtransaction does not roll
   // back to its savepoint when its first statement failed.
@@ -513,9 +564,8 @@ class PostgresWriteTxn final : public WriteTxn {
   ConnectionPool& pool_;
   std::unique_ptr<pqxx::connection> conn_;
   std::optional<pqxx::work> work_;
-  Records records_;
-  Head head_;
   bool broken_ = false;  // conn_ must not go back to the pool
+  PostgresRecords records_;
 };
 
 class PostgresEngine final : public Engine {
@@ -572,70 +622,23 @@ class PostgresEngine final : public Engine {
 
   CommitSignal* ExternalCommits() override { return &commits_; }
 
-  Status GetHead(Head* out) override {
-    return pool_.Run([&](pqxx::connection& c) {
-      pqxx::nontransaction tx(c);
-      const pqxx::result r = tx.exec_prepared("head_get");
-      if (r.empty()) return Status::Corrupt("quire_meta is empty");
-      *out = Head{r[0][0].as<std::int64_t>(), r[0][1].as<std::int64_t>()};
-      return Status::Ok();
-    });
-  }
-
-  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
-                    std::vector<Event>* out) override {
-    const auto max_limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
-    const auto bounded = static_cast<std::int64_t>(std::min(limit, max_limit));
-    return pool_.Run([&](pqxx::connection& c) {
-      pqxx::nontransaction tx(c);
-      const pqxx::result r = tx.exec_prepared("events_read", after, upto, bounded);
-      out->reserve(out->size() + r.size());
-      for (const pqxx::row& row : r) {
-        const int kind = row[1].as<int>();
-        if (kind < 1 || kind > 5) {
-          return Status::Corrupt("event " + row[0].as<std::string>() + " has unknown kind " +
-                                 std::to_string(kind));
-        }
-        out->push_back(Event{row[0].as<std::int64_t>(), static_cast<EventKind>(kind),
-                             row[2].as<std::int64_t>(), row[3].as<std::string>(),
-                             row[4].as<std::string>(), row[5].as<std::string>(),
-                             row[6].as<std::string>(), OptMicros(row[7])});
-      }
-      return Status::Ok();
-    });
-  }
-
-  Status HasUsers(bool* out) override { return Read(&Records::HasUsers, out); }
-  Status GetUser(const std::string& id, User* out) override {
-    return Read(&Records::GetUser, id, out);
-  }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return Read(&Records::FindUserByCanonicalName, canonical, out);
-  }
-  Status FindSession(const std::string& token_hash, Session* out) override {
-    return Read(&Records::FindSession, token_hash, out);
-  }
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return Read(&Records::GetInvitation, id, out);
-  }
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return Read(&Records::GetConversation, id, out);
-  }
-  Status GetMessage(const std::string& id, Message* out) override {
-    return Read(&Records::GetMessage, id, out);
+  Status BeginRead(std::unique_ptr<RecordReader>* out) override {
+    std::unique_ptr<pqxx::connection> conn;
+    if (Status s = pool_.Acquire(&conn); !s.ok()) return s;
+    std::shared_ptr<PooledRead> read;
+    bool broken = false;
+    Status s = Guarded(
+        [&] {
+          read = std::make_shared<PooledRead>(pool_, std::move(conn));
+          return Status::Ok();
+        },
+        &broken);
+    if (!s.ok()) return s;
+    *out = std::make_unique<PostgresRecords>(*read->tx, &read->broken, read);
+    return Status::Ok();
   }
 
  private:
-  // One point read on a pooled connection, in its own snapshot.
-  template <typename... Params, typename... Args>
-  Status Read(Status (Records::*read)(Params...), Args&&... args) {
-    return pool_.Run([&](pqxx::connection& c) {
-      pqxx::nontransaction tx(c);
-      Records records(tx);
-      return (records.*read)(std::forward<Args>(args)...);
-    });
-  }
-
   // ---- Change notification ----
 
   class Receiver final : public pqxx::notification_receiver {

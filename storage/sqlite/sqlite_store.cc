@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -60,70 +61,101 @@ Message MessageFrom(const Stmt& q) {
   return Message{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Int(4), q.OptInt(5)};
 }
 
-// Runs a one-row query bound to `key`; NotFound(missing) without a row.
-template <typename T, typename Map>
-Status GetOne(Db& db, const char* sql, const std::string& key, const std::string& missing, T* out,
-              Map map) {
-  Stmt q(db, sql);
-  if (!q.Bind(key).Next()) return Status::NotFound(missing);
-  *out = map(q);
-  return Status::Ok();
-}
-
-// The point reads, on one connection: a pooled reader, or the writer inside
-// a batch.
-class Records {
+// The reads, on one connection: a pooled reader (each statement its own
+// short read transaction, ended when the statement is reset), or the writer
+// inside a batch.
+class SqliteRecords final : public RecordReader {
  public:
-  Records(Db& db, const std::string& path) : db_(db), path_(path) {}
+  // `on_end` runs when the reader is destroyed (it returns a pooled
+  // connection).
+  SqliteRecords(Db& db, const std::string& path, std::function<void()> on_end = {})
+      : db_(db), path_(path), on_end_(std::move(on_end)) {}
+  ~SqliteRecords() override {
+    if (on_end_) on_end_();
+  }
 
-  Status GetHead(Head* out) {
-    Stmt q(db_,
-           "SELECT (SELECT value FROM meta WHERE key = 'last_seq'),"
-           "       (SELECT value FROM meta WHERE key = 'purged_through')");
-    if (!q.Next()) return Status::Corrupt("SQLite database '" + path_ + "': meta is empty");
-    *out = Head{q.Int(0), q.Int(1)};
-    return Status::Ok();
+  Status GetHead(Head* out) override {
+    return Guarded([&] {
+      Stmt q(db_,
+             "SELECT (SELECT value FROM meta WHERE key = 'last_seq'),"
+             "       (SELECT value FROM meta WHERE key = 'purged_through')");
+      if (!q.Next()) return Status::Corrupt("SQLite database '" + path_ + "': meta is empty");
+      *out = Head{q.Int(0), q.Int(1)};
+      return Status::Ok();
+    });
   }
-  Status HasUsers(bool* out) {
-    *out = db_.QueryInt("SELECT EXISTS (SELECT 1 FROM users)") != 0;
-    return Status::Ok();
+  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
+                    std::vector<Event>* out) override {
+    const auto max_limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+    const auto bounded = static_cast<std::int64_t>(std::min(limit, max_limit));
+    return Guarded([&] {
+      Stmt q(db_,
+             "SELECT seq, kind, at, entity, conversation, sender, text, deleted_at FROM events "
+             "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3");
+      q.Bind(after, upto, bounded);
+      while (q.Next()) {
+        const std::int64_t kind = q.Int(1);
+        if (kind < 1 || kind > 5) {
+          return Status::Corrupt("SQLite database '" + path_ + "': event " +
+                                 std::to_string(q.Int(0)) + " has unknown kind " +
+                                 std::to_string(kind));
+        }
+        out->push_back(Event{q.Int(0), static_cast<EventKind>(kind), q.Int(2), q.Text(3), q.Text(4),
+                             q.Text(5), q.Text(6), q.OptInt(7)});
+      }
+      return Status::Ok();
+    });
   }
-  Status GetUser(const std::string& id, User* out) {
-    return GetOne(db_,
-                  "SELECT id, name, canonical, password_hash, created_at FROM users WHERE id = ?1",
-                  id, "no user " + id, out, UserFrom);
+  Status HasUsers(bool* out) override {
+    return Guarded([&] {
+      *out = db_.QueryInt("SELECT EXISTS (SELECT 1 FROM users)") != 0;
+      return Status::Ok();
+    });
   }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) {
-    return GetOne(db_,
-                  "SELECT id, name, canonical, password_hash, created_at FROM users "
-                  "WHERE canonical = ?1",
-                  canonical, "no user with that name", out, UserFrom);
+  Status GetUser(const std::string& id, User* out) override {
+    return One("SELECT id, name, canonical, password_hash, created_at FROM users WHERE id = ?1", id,
+               "no user " + id, out, UserFrom);
   }
-  Status FindSession(const std::string& token_hash, Session* out) {
-    return GetOne(db_,
-                  "SELECT token_hash, user_id, created_at, last_used FROM sessions "
-                  "WHERE token_hash = ?1",
-                  token_hash, "no such session", out, SessionFrom);
+  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
+    return One(
+        "SELECT id, name, canonical, password_hash, created_at FROM users WHERE canonical = ?1",
+        canonical, "no user with that name", out, UserFrom);
   }
-  Status GetInvitation(const std::string& id, Invitation* out) {
-    return GetOne(db_, "SELECT id, issuer_id, issued_at, used FROM invitations WHERE id = ?1", id,
-                  "no invitation " + id, out, InvitationFrom);
+  Status FindSession(const std::string& token_hash, Session* out) override {
+    return One(
+        "SELECT token_hash, user_id, created_at, last_used FROM sessions WHERE token_hash = ?1",
+        token_hash, "no such session", out, SessionFrom);
   }
-  Status GetConversation(const std::string& id, Conversation* out) {
-    return GetOne(db_,
-                  "SELECT id, name, canonical, created_at, last_activity, deleted_at "
-                  "FROM conversations WHERE id = ?1",
-                  id, "no conversation " + id, out, ConversationFrom);
+  Status GetInvitation(const std::string& id, Invitation* out) override {
+    return One("SELECT id, issuer_id, issued_at, used FROM invitations WHERE id = ?1", id,
+               "no invitation " + id, out, InvitationFrom);
   }
-  Status GetMessage(const std::string& id, Message* out) {
-    return GetOne(
-        db_, "SELECT id, conversation, sender, body, at, deleted_at FROM messages WHERE id = ?1",
-        id, "no message " + id, out, MessageFrom);
+  Status GetConversation(const std::string& id, Conversation* out) override {
+    return One(
+        "SELECT id, name, canonical, created_at, last_activity, deleted_at "
+        "FROM conversations WHERE id = ?1",
+        id, "no conversation " + id, out, ConversationFrom);
+  }
+  Status GetMessage(const std::string& id, Message* out) override {
+    return One("SELECT id, conversation, sender, body, at, deleted_at FROM messages WHERE id = ?1",
+               id, "no message " + id, out, MessageFrom);
+  }
+
+  // Runs a one-row query bound to `key`; NotFound(missing) without a row.
+  template <typename T, typename Map>
+  Status One(const char* sql, const std::string& key, const std::string& missing, T* out, Map map) {
+    return Guarded([&] {
+      Stmt q(db_, sql);
+      if (!q.Bind(key).Next()) return Status::NotFound(missing);
+      *out = map(q);
+      return Status::Ok();
+    });
   }
 
  private:
   Db& db_;
   const std::string& path_;
+  const std::function<void()> on_end_;
 };
 
 // Appends the first column of every row of `q` to *ids.
@@ -140,30 +172,7 @@ class SqliteWriteTxn final : public WriteTxn {
     if (db_.in_transaction()) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
   }
 
-  Status GetHead(Head* out) override {
-    return Guarded([&] { return records_.GetHead(out); });
-  }
-  Status HasUsers(bool* out) override {
-    return Guarded([&] { return records_.HasUsers(out); });
-  }
-  Status GetUser(const std::string& id, User* out) override {
-    return Guarded([&] { return records_.GetUser(id, out); });
-  }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return Guarded([&] { return records_.FindUserByCanonicalName(canonical, out); });
-  }
-  Status FindSession(const std::string& token_hash, Session* out) override {
-    return Guarded([&] { return records_.FindSession(token_hash, out); });
-  }
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return Guarded([&] { return records_.GetInvitation(id, out); });
-  }
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return Guarded([&] { return records_.GetConversation(id, out); });
-  }
-  Status GetMessage(const std::string& id, Message* out) override {
-    return Guarded([&] { return records_.GetMessage(id, out); });
-  }
+  RecordReader& records() override { return records_; }
 
   Status Savepoint() override { return Run("SAVEPOINT quire_write"); }
   Status ReleaseSavepoint() override { return Run("RELEASE quire_write"); }
@@ -174,12 +183,10 @@ class SqliteWriteTxn final : public WriteTxn {
   Status Commit() override { return Run("COMMIT"); }
 
   Status FindLiveConversationByName(const std::string& canonical, Conversation* out) override {
-    return Guarded([&] {
-      return GetOne(db_,
-                    "SELECT id, name, canonical, created_at, last_activity, deleted_at "
-                    "FROM conversations WHERE canonical = ?1 AND deleted_at IS NULL",
-                    canonical, "no live conversation with that name", out, ConversationFrom);
-    });
+    return records_.One(
+        "SELECT id, name, canonical, created_at, last_activity, deleted_at "
+        "FROM conversations WHERE canonical = ?1 AND deleted_at IS NULL",
+        canonical, "no live conversation with that name", out, ConversationFrom);
   }
 
   Status GetIdempotency(const std::string& sender, const std::string& key,
@@ -383,7 +390,7 @@ class SqliteWriteTxn final : public WriteTxn {
   }
 
   Db& db_;
-  Records records_;
+  SqliteRecords records_;
 };
 
 class SqliteEngine final : public Engine {
@@ -415,73 +422,16 @@ class SqliteEngine final : public Engine {
     });
   }
 
-  Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
-                    std::vector<Event>* out) override {
-    const auto max_limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
-    const auto bounded = static_cast<std::int64_t>(std::min(limit, max_limit));
-    return Read([&](Db& db) {
-      Stmt q(db,
-             "SELECT seq, kind, at, entity, conversation, sender, text, deleted_at FROM events "
-             "WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3");
-      q.Bind(after, upto, bounded);
-      while (q.Next()) {
-        const std::int64_t kind = q.Int(1);
-        if (kind < 1 || kind > 5) {
-          return Status::Corrupt("SQLite database '" + path_ + "': event " +
-                                 std::to_string(q.Int(0)) + " has unknown kind " +
-                                 std::to_string(kind));
-        }
-        out->push_back(Event{q.Int(0), static_cast<EventKind>(kind), q.Int(2), q.Text(3), q.Text(4),
-                             q.Text(5), q.Text(6), q.OptInt(7)});
-      }
+  Status BeginRead(std::unique_ptr<RecordReader>* out) override {
+    return Guarded([&] {
+      Db* db = AcquireReader().release();
+      *out = std::make_unique<SqliteRecords>(
+          *db, path_, [this, db] { ReleaseReader(std::unique_ptr<Db>(db)); });
       return Status::Ok();
     });
   }
 
-  Status GetHead(Head* out) override { return ReadRecords(&Records::GetHead, out); }
-  Status HasUsers(bool* out) override { return ReadRecords(&Records::HasUsers, out); }
-  Status GetUser(const std::string& id, User* out) override {
-    return ReadRecords(&Records::GetUser, id, out);
-  }
-  Status FindUserByCanonicalName(const std::string& canonical, User* out) override {
-    return ReadRecords(&Records::FindUserByCanonicalName, canonical, out);
-  }
-  Status FindSession(const std::string& token_hash, Session* out) override {
-    return ReadRecords(&Records::FindSession, token_hash, out);
-  }
-  Status GetInvitation(const std::string& id, Invitation* out) override {
-    return ReadRecords(&Records::GetInvitation, id, out);
-  }
-  Status GetConversation(const std::string& id, Conversation* out) override {
-    return ReadRecords(&Records::GetConversation, id, out);
-  }
-  Status GetMessage(const std::string& id, Message* out) override {
-    return ReadRecords(&Records::GetMessage, id, out);
-  }
-
  private:
-  // One point read on a pooled read connection.
-  template <typename... Params, typename... Args>
-  Status ReadRecords(Status (Records::*read)(Params...), Args&&... args) {
-    return Read([&](Db& db) {
-      Records records(db, path_);
-      return (records.*read)(std::forward<Args>(args)...);
-    });
-  }
-
-  // Runs `fn` on a pooled read connection. Each statement is its own short
-  // read transaction, ended when the statement is reset.
-  template <typename Fn>
-  Status Read(Fn&& fn) {
-    std::unique_ptr<Db> db;
-    Status status = Guarded([&] {
-      db = AcquireReader();
-      return fn(*db);
-    });
-    if (db) ReleaseReader(std::move(db));
-    return status;
-  }
-
   std::unique_ptr<Db> AcquireReader() {
     {
       std::lock_guard<std::mutex> lock(readers_mu_);
