@@ -1,7 +1,7 @@
 // HttpServer on Pistache 0.0.5 (Debian snapshot 2022-09-01).
 //
 // How the traps of that snapshot are handled (see http_server.h and
-// shared/notes/dependencies.md §2):
+// docs/architecture.md, "Pistache"):
 //
 //  - Http::Handler::onInput/onConnection are private in 0.0.5, so they cannot
 //    be wrapped. PistacheHandler replaces them, using the public parser API
