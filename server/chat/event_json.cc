@@ -165,23 +165,4 @@ std::string EventJson(const storage::Event& event) {
   return out;
 }
 
-void AppendEventFrame(std::string& out, const storage::Event& event) {
-  out += "id: ";
-  out += std::to_string(event.seq);
-  out += "\ndata: ";
-  AppendEventJson(out, event);
-  out += "\n\n";
-}
-
-std::string EventFrame(const storage::Event& event) {
-  std::string out;
-  AppendEventFrame(out, event);
-  return out;
-}
-
-const std::string& HeartbeatFrame() {
-  static const std::string frame = "data: {\"type\":\"heartbeat\"}\n\n";
-  return frame;
-}
-
 }  // namespace quire::chat

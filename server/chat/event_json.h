@@ -1,8 +1,10 @@
-// The JSON form of an event, as boot lists it and the stream sends it.
-// One renderer, so boot and stream can never disagree. Thread-safe.
+// The JSON form of an event, as boot lists it and the stream sends it (the
+// stream's SSE framing around it is server/http/sse_frame.h). One renderer,
+// so boot and stream can never disagree. Thread-safe.
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "storage/types.h"
 
@@ -14,11 +16,8 @@ std::string EventJson(const storage::Event& event);
 // The same, appended to `out` (no temporary string per event).
 void AppendEventJson(std::string& out, const storage::Event& event);
 
-// The stream's frame of an event: "id: <seq>\ndata: <json>\n\n".
-std::string EventFrame(const storage::Event& event);
-void AppendEventFrame(std::string& out, const storage::Event& event);
-
-// The heartbeat frame: "data: {\"type\":\"heartbeat\"}\n\n".
-const std::string& HeartbeatFrame();
+// The stream's heartbeat, sent on a stream that had nothing to send for the
+// heartbeat interval.
+inline constexpr std::string_view kHeartbeatJson = "{\"type\":\"heartbeat\"}";
 
 }  // namespace quire::chat

@@ -114,18 +114,10 @@ TEST(EventJson, AppendsAfterWhatIsThere) {
   std::string out = "[";
   AppendEventJson(out, e);
   EXPECT_EQ(out, "[" + EventJson(e));
-  std::string frames = "x";
-  AppendEventFrame(frames, e);
-  EXPECT_EQ(frames, "x" + EventFrame(e));
 }
 
-TEST(EventFrame, IsAnSseEventWithIdAndNoEventLine) {
-  Event e{42, EventKind::kUserCreated, kAt, "Uaaaaaaaaaaaaaaa", "", "", "Zoë", std::nullopt};
-  const std::string frame = EventFrame(e);
-  EXPECT_EQ(frame.rfind("id: 42\ndata: {", 0), 0u);
-  EXPECT_EQ(frame.substr(frame.size() - 3), "}\n\n");
-  EXPECT_EQ(frame.find("event:"), std::string::npos);
-  EXPECT_EQ(HeartbeatFrame(), "data: {\"type\":\"heartbeat\"}\n\n");
+TEST(EventJson, HeartbeatIsATypeOnlyObject) {
+  EXPECT_EQ(nlohmann::json::parse(kHeartbeatJson), (nlohmann::json{{"type", "heartbeat"}}));
 }
 
 }  // namespace

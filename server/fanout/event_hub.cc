@@ -4,20 +4,32 @@
 #include <cstdio>
 
 #include "server/chat/event_json.h"
+#include "server/http/sse_frame.h"
 
 namespace quire::fanout {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// An event's SSE frame: its sequence as the id (what the client resumes
+// from), its JSON as the data.
+void AppendEventFrame(std::string& out, const storage::Event& event) {
+  http::AppendSseEvent(out, event.seq,
+                       [&event](std::string& data) { chat::AppendEventJson(data, event); });
+}
+
 http::ChunkPtr EventChunk(const storage::Event& event) {
-  return http::MakeChunk(chat::EventFrame(event));
+  std::string frame;
+  AppendEventFrame(frame, event);
+  return http::MakeChunk(frame);
 }
 
 }  // namespace
 
 EventHub::EventHub(storage::Store& store, HubOptions options)
-    : store_(store), options_(options), heartbeat_chunk_(http::MakeChunk(chat::HeartbeatFrame())) {}
+    : store_(store),
+      options_(options),
+      heartbeat_chunk_(http::MakeChunk(http::SseEventWithoutId(chat::kHeartbeatJson))) {}
 
 EventHub::~EventHub() {
   Stop();
@@ -175,7 +187,7 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     page.offsets.clear();
     for (const storage::Event& event : page.events) {
       page.offsets.push_back(page.frames.size());
-      chat::AppendEventFrame(page.frames, event);
+      AppendEventFrame(page.frames, event);
     }
     page.whole = http::MakeChunk(page.frames);
     // Write to the streams without the lock: joining streams, session ends

@@ -6,12 +6,15 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
+#include "server/chat/event_json.h"
 #include "storage/sqlite/sqlite_store.h"
 
 namespace quire::fanout {
@@ -21,10 +24,11 @@ namespace {
 // with false as the real one does when it closes.
 class FakeStream final : public http::ResponseStream {
  public:
-  bool Write(http::ChunkPtr) override {
+  bool Write(http::ChunkPtr chunk) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (ended_) return false;
     ++writes_;
+    bytes_ += chunk->bytes();
     return true;
   }
   std::size_t PendingBytes() const override { return 0; }
@@ -53,6 +57,11 @@ class FakeStream final : public http::ResponseStream {
     std::lock_guard<std::mutex> lock(mu_);
     return writes_;
   }
+  // Every byte written, chunk framing included.
+  std::string bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return bytes_;
+  }
   bool waits_for_drain() const {
     std::lock_guard<std::mutex> lock(mu_);
     return static_cast<bool>(drain_);
@@ -62,6 +71,7 @@ class FakeStream final : public http::ResponseStream {
   mutable std::mutex mu_;
   bool ended_ = false;
   int writes_ = 0;
+  std::string bytes_;
   std::function<void(bool)> drain_;
 };
 
@@ -149,6 +159,19 @@ TEST_F(EventHubTest, AReplayThatDrainsBecomesLiveWithItsSession) {
   EXPECT_EQ(hub_->OpenSessions(), std::vector<std::string>{kToken});
   hub_->UserSessionsEnded("U000000000000001", /*kept_token_hash=*/"another");
   EXPECT_TRUE(stream->Closed()) << "a password change ends the replaying streams of the user";
+}
+
+TEST_F(EventHubTest, AnEventGoesOutAsOneChunkHoldingItsSseFrame) {
+  StartHub();
+  auto stream = std::make_shared<FakeStream>();
+  hub_->Attach(stream, 2, "U000000000000001", kToken);  // replays event 3
+  std::vector<storage::Event> events;
+  ASSERT_TRUE(store_->ReadEvents(2, 3, 1, &events).ok());
+  ASSERT_EQ(events.size(), 1u);
+  const std::string frame = "id: 3\ndata: " + chat::EventJson(events[0]) + "\n\n";
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx\r\n", frame.size());
+  EXPECT_EQ(stream->bytes(), size + frame + "\r\n");
 }
 
 }  // namespace
