@@ -1,7 +1,6 @@
 #include "server/api/api.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -15,6 +14,7 @@
 #include "server/chat/event_json.h"
 #include "server/chat/names.h"
 #include "server/chat/time_format.h"
+#include "server/fanout/resume_point.h"
 #include "server/http/header_text.h"
 
 namespace quire::api {
@@ -92,18 +92,6 @@ void SendNoContent(http::Responder& responder, std::vector<std::string> cookies)
 json InvitationJson(const chat::InvitationView& v) {
   return json{
       {"id", v.id}, {"issuer", v.issuer}, {"issued_at", chat::FormatTimestamp(v.issued_at)}};
-}
-
-// A non-negative decimal integer that fits in int64, nothing else.
-std::optional<std::int64_t> ParseSequence(std::string_view text) {
-  if (text.empty() || text.size() > 19) return std::nullopt;
-  for (char c : text) {
-    if (c < '0' || c > '9') return std::nullopt;
-  }
-  std::int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
 }
 
 std::vector<std::string_view> Segments(std::string_view path) {
@@ -468,9 +456,9 @@ class BootWriter : public std::enable_shared_from_this<BootWriter> {
       if (!first_) page_ += ',';
       first_ = false;
       chat::AppendEventJson(page_, event);
-      cursor_ = event.seq;
     }
-    const bool last = events_.size() < count_;
+    const bool last = fanout::IsLastPage(events_.size(), count_);
+    cursor_ = fanout::CursorAfterPage(cursor_, resume_point_, events_, count_);
     if (last) page_ += "]}";
     // The next page aims at kChunkBytes, whatever the size of events: a
     // client that stops reading then holds about that much.
@@ -511,7 +499,7 @@ void Api::Boot(Call& call) {
   storage::Head head;
   storage::Status s = store.GetHead(&head);
   if (!s.ok()) return call.Fail(chat::StorageError(s));
-  const std::int64_t resume_point = head.last_seq;
+  const std::int64_t resume_point = fanout::BootResumePoint(head);
 
   auto stream = call.responder.StartStream(
       200, {{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}});
@@ -529,28 +517,18 @@ void Api::Boot(Call& call) {
 void Api::Events(Call& call) {
   const http::Request& request = call.request;
   auto query = request.query.find("resume_point");
-  if (request.query_malformed || query == request.query.end()) {
-    return call.Fail(400, "resume_point is required");
-  }
-  std::optional<std::int64_t> start = ParseSequence(query->second);
-  if (!start) return call.Fail(400, "resume_point must be a non-negative integer");
-  if (const std::string* last_id = request.Header("last-event-id"); last_id && !last_id->empty()) {
-    start = ParseSequence(*last_id);
-    if (!start) return call.Fail(400, "Last-Event-ID must be a non-negative integer");
-  }
+  const bool has_query = !request.query_malformed && query != request.query.end();
+  chat::Result<std::int64_t> start = fanout::ParseResumePoint(has_query ? &query->second : nullptr,
+                                                              request.Header("last-event-id"));
+  if (!start.ok()) return call.Fail(start.error());
   storage::Head head;
   storage::Status s = service_.store().GetHead(&head);
   if (!s.ok()) return call.Fail(chat::StorageError(s));
-  if (*start > head.last_seq) {
-    return call.Fail(400, "resume_point is newer than the newest event; boot again");
-  }
-  if (*start < head.purged_through) {
-    return call.Fail(410, "events after resume_point have been purged; boot again");
-  }
+  if (auto refused = fanout::CheckResumePoint(start.value(), head)) return call.Fail(*refused);
   auto stream = call.responder.StartStream(200, {{"Content-Type", "text/event-stream"},
                                                  {"Cache-Control", "no-cache"},
                                                  {"X-Accel-Buffering", "no"}});
-  hub_.Attach(std::move(stream), *start, call.who.user_id, call.who.token_hash);
+  hub_.Attach(std::move(stream), start.value(), call.who.user_id, call.who.token_hash);
 }
 
 }  // namespace quire::api

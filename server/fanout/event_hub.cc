@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "server/chat/event_json.h"
+#include "server/fanout/resume_point.h"
 #include "server/http/sse_frame.h"
 
 namespace quire::fanout {
@@ -95,7 +96,7 @@ void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
       target = published_;
       if (replay->cursor >= target) {
         forget();
-        if (replay->cursor < purged_through_) {
+        if (LostToPurge(replay->cursor, purged_through_)) {
           stream.End();  // a purge overtook the replay; the reconnect gets 410
           return;
         }
@@ -116,10 +117,9 @@ void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
     bool written = true;
     for (const storage::Event& event : events) {
       if (!(written = stream.Write(EventChunk(event)))) break;
-      replay->cursor = event.seq;
     }
     if (!written) continue;  // closed: leaves replays_ above
-    if (events.size() < options_.read_page) replay->cursor = target;  // the rest was purged
+    replay->cursor = CursorAfterPage(replay->cursor, target, events, options_.read_page);
     if (events.empty()) continue;
     // The next page once this one drained, on a worker; no thread waits for a
     // slow client, and one that does not catch up within 30 s is dropped (it
@@ -172,7 +172,7 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     if (head.purged_through > purged_through_) {
       purged_through_ = head.purged_through;
       const std::int64_t horizon = purged_through_;
-      EndWhere([horizon](const Subscriber& sub) { return sub.cursor < horizon; });
+      EndWhere([horizon](const Subscriber& sub) { return LostToPurge(sub.cursor, horizon); });
     }
     cursor = published_;
   }
@@ -197,14 +197,12 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return storage::Status::Ok();
+    // Streams that joined while the page went out get what they lack
+    // before published_ moves past it (they joined at published_ or later).
     if (!page.events.empty()) {
-      // Streams that joined while the page went out get what they lack
-      // before published_ moves past it (they joined at published_ or later).
       for (const auto& sub : subscribers_) DeliverPage(*sub, page);
-      published_ = page.events.back().seq;
     }
-    // A short page means nothing else is retained up to the head.
-    if (page.events.size() < options_.read_page) published_ = head.last_seq;
+    published_ = CursorAfterPage(cursor, head.last_seq, page.events, options_.read_page);
     cursor = published_;
     std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
     PublishedTo(published_);
