@@ -1,6 +1,6 @@
 // HttpServer: Quire's one wrapper around Pistache 0.0.5.
 //
-// Everything Pistache-specific lives behind this header (and its one .cc), so
+// Everything Pistache-specific lives behind this header (in server/http/), so
 // the rest of the server is plain C++ and Pistache's traps are handled once:
 //  - handlers never run on a reactor thread: each request is handed to a
 //    worker pool, so a slow query never stalls other connections;

@@ -1,0 +1,15 @@
+// Log: how the HTTP layer reports what it cannot answer to anyone (a failed
+// send, a handler that threw, a stream cut for a slow client): one line on
+// stderr, "quire http: <line>".
+//
+// Thread-safe: each line is written whole, so lines of several threads do
+// not interleave.
+#pragma once
+
+#include <string>
+
+namespace quire::http {
+
+void Log(const std::string& line);
+
+}  // namespace quire::http
