@@ -8,6 +8,11 @@
 //                       fails, and a server that reports another backend fails
 //                       its test (QuireProcess::Start)
 //   QUIRE_TEST_POSTGRES_URL  for postgres: a server the tests may create databases on
+//
+// Tests include this header only. Its sections are implemented one file
+// each: test_database.cc, quire_process.cc, http_client.cc, raw_http.cc,
+// event_stream.cc, checks.cc and harness.cc (the fixture); harness_helpers.h
+// is what those share.
 #pragma once
 
 #include <sys/types.h>
@@ -296,7 +301,7 @@ class EventStream {
   void Close();
 
  public:
-  struct State;  // shared with the transfer thread (defined in harness.cc)
+  struct State;  // shared with the transfer thread (defined in event_stream.cc)
 
  private:
   void Run(std::string url, std::vector<std::string> headers);
