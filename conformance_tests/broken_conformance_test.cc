@@ -29,4 +29,10 @@ QUIRE_INSTANTIATE_STORE_CONFORMANCE(
     Broken(Fault::kProcessLocalCommitLock), Broken(Fault::kAcknowledgeBeforeDurable),
     Broken(Fault::kDeleteKeepsContent), Broken(Fault::kPurgeLowersHorizon),
     Broken(Fault::kPasswordChangeKeepsSessions), Broken(Fault::kKeyRepeatedInBatch),
-    Broken(Fault::kReuseAfterPurge), Broken(Fault::kExpireKeepsText));
+    Broken(Fault::kReuseAfterPurge), Broken(Fault::kExpireKeepsText),
+    Broken(Fault::kReadReplacesOutput), Broken(Fault::kSilentWritesReportSequence),
+    Broken(Fault::kGenerationStandsStill), Broken(Fault::kWaitMissesEarlierCommit),
+    Broken(Fault::kGenerationOfThisProcessOnly), Broken(Fault::kSessionUpsert),
+    Broken(Fault::kAcceptNotAtomic), Broken(Fault::kPasswordChangeDropsAllSessions),
+    Broken(Fault::kKeyAfterExclusive), Broken(Fault::kReplayTouchesConversation),
+    Broken(Fault::kRetentionCutoffsInclusive), Broken(Fault::kHasUsersOnEmptyStore));

@@ -56,6 +56,30 @@ std::string FaultName(Fault fault) {
       return "ReuseAfterPurge";
     case Fault::kExpireKeepsText:
       return "ExpireKeepsText";
+    case Fault::kReadReplacesOutput:
+      return "ReadReplacesOutput";
+    case Fault::kSilentWritesReportSequence:
+      return "SilentWritesReportSequence";
+    case Fault::kGenerationStandsStill:
+      return "GenerationStandsStill";
+    case Fault::kWaitMissesEarlierCommit:
+      return "WaitMissesEarlierCommit";
+    case Fault::kGenerationOfThisProcessOnly:
+      return "GenerationOfThisProcessOnly";
+    case Fault::kSessionUpsert:
+      return "SessionUpsert";
+    case Fault::kAcceptNotAtomic:
+      return "AcceptNotAtomic";
+    case Fault::kPasswordChangeDropsAllSessions:
+      return "PasswordChangeDropsAllSessions";
+    case Fault::kKeyAfterExclusive:
+      return "KeyAfterExclusive";
+    case Fault::kReplayTouchesConversation:
+      return "ReplayTouchesConversation";
+    case Fault::kRetentionCutoffsInclusive:
+      return "RetentionCutoffsInclusive";
+    case Fault::kHasUsersOnEmptyStore:
+      return "HasUsersOnEmptyStore";
   }
   return "Unknown";
 }
@@ -76,8 +100,13 @@ struct SharedState {
   // kAcknowledgeBeforeDurable: the highest sequence written out, as a file
   // that outlives a killed writer would keep it.
   std::atomic<std::int64_t> flushed_through{0};
+  // The commit generation of every process, for the wrappers that declare
+  // multi_process_writers over SQLite (whose own generation counts the
+  // commits of its process only).
+  std::atomic<std::uint64_t> commits{0};
 };
 static_assert(std::atomic<std::int64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
 SharedState* MapSharedState() {
   void* memory =
@@ -131,13 +160,20 @@ class BrokenStore : public Store {
 
   storage::Capabilities capabilities() const override {
     storage::Capabilities caps = inner_->capabilities();
-    if (fault_ == Fault::kNone || fault_ == Fault::kProcessLocalCommitLock) {
+    if (fault_ == Fault::kNone || fault_ == Fault::kProcessLocalCommitLock ||
+        fault_ == Fault::kGenerationOfThisProcessOnly) {
       caps.multi_process_writers = true;
     }
     return caps;
   }
 
   Status Apply(std::span<Write> batch) override {
+    const Status s = ApplyWithFault(batch);
+    if (s.ok() && SharesGeneration()) shared->commits.fetch_add(1);
+    return s;
+  }
+
+  Status ApplyWithFault(std::span<Write> batch) {
     switch (fault_) {
       case Fault::kOutOfCommitOrder:
         return ApplyVisibleLate(batch);
@@ -168,13 +204,32 @@ class BrokenStore : public Store {
       case Fault::kPurgeLowersHorizon:
         return ApplyOverwritingHorizon(batch);
       case Fault::kPasswordChangeKeepsSessions:
-        return ApplyKeepingSessions(batch);
+        return ApplyMisrevokingSessions(batch);
       case Fault::kKeyRepeatedInBatch:
         return ApplyWithKeysOfCommittedOnly(batch);
       case Fault::kExpireKeepsText:
         return ApplyRememberingContent(batch);
+      case Fault::kSilentWritesReportSequence:
+        return ApplyReportingHead(batch);
+      case Fault::kSessionUpsert:
+        return ApplyReplacingSessions(batch);
+      case Fault::kAcceptNotAtomic:
+        return ApplyAcceptsPiecewise(batch);
+      case Fault::kPasswordChangeDropsAllSessions:
+        return ApplyMisrevokingSessions(batch);
+      case Fault::kKeyAfterExclusive:
+        return ApplyWithKeysAfterOnly(batch);
+      case Fault::kReplayTouchesConversation:
+        return ApplyNotingReplays(batch);
+      case Fault::kRetentionCutoffsInclusive:
+        return ApplyWithInclusiveCutoffs(batch);
       case Fault::kNone:
       case Fault::kDropAtResumeBoundary:
+      case Fault::kReadReplacesOutput:
+      case Fault::kGenerationStandsStill:
+      case Fault::kWaitMissesEarlierCommit:
+      case Fault::kGenerationOfThisProcessOnly:
+      case Fault::kHasUsersOnEmptyStore:
         break;
     }
     return inner_->Apply(batch);
@@ -251,14 +306,33 @@ class BrokenStore : public Store {
         }
         return s;
       }
+      case Fault::kReadReplacesOutput:
+        // The bug: *out is the result, not a vector to append to.
+        out->clear();
+        break;
       case Fault::kPasswordChangeKeepsSessions:
       case Fault::kKeyRepeatedInBatch:
+      case Fault::kSilentWritesReportSequence:
+      case Fault::kGenerationStandsStill:
+      case Fault::kWaitMissesEarlierCommit:
+      case Fault::kGenerationOfThisProcessOnly:
+      case Fault::kSessionUpsert:
+      case Fault::kAcceptNotAtomic:
+      case Fault::kPasswordChangeDropsAllSessions:
+      case Fault::kKeyAfterExclusive:
+      case Fault::kReplayTouchesConversation:
+      case Fault::kRetentionCutoffsInclusive:
+      case Fault::kHasUsersOnEmptyStore:
         break;
     }
     return inner_->ReadEvents(after, upto, limit, out);
   }
 
-  Status HasUsers(bool* out) override { return inner_->HasUsers(out); }
+  Status HasUsers(bool* out) override {
+    const Status s = inner_->HasUsers(out);
+    if (s.ok() && fault_ == Fault::kHasUsersOnEmptyStore) *out = true;
+    return s;
+  }
   Status GetUser(const std::string& id, storage::User* out) override {
     return inner_->GetUser(id, out);
   }
@@ -277,6 +351,12 @@ class BrokenStore : public Store {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto it = content_.find(id); it != content_.end()) out->name = it->second;
     }
+    if (s.ok() && fault_ == Fault::kReplayTouchesConversation) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = replay_activity_.find(id); it != replay_activity_.end()) {
+        out->last_activity = it->second;
+      }
+    }
     return s;
   }
   Status GetMessage(const std::string& id, storage::Message* out) override {
@@ -287,12 +367,179 @@ class BrokenStore : public Store {
     }
     return s;
   }
-  std::uint64_t CommitGeneration() override { return inner_->CommitGeneration(); }
+  std::uint64_t CommitGeneration() override {
+    if (SharesGeneration()) return shared->commits.load();
+    if (fault_ == Fault::kGenerationStandsStill) return 0;
+    return inner_->CommitGeneration();
+  }
+
   std::uint64_t WaitForCommit(std::uint64_t seen, std::chrono::milliseconds timeout) override {
-    return inner_->WaitForCommit(seen, timeout);
+    if (SharesGeneration()) return WaitForSharedCommit(seen, timeout);
+    switch (fault_) {
+      case Fault::kGenerationStandsStill:
+        inner_->WaitForCommit(inner_->CommitGeneration(), timeout);
+        return 0;
+      case Fault::kWaitMissesEarlierCommit:
+        // The bug: waits for a change from now, not from `seen`.
+        return inner_->WaitForCommit(inner_->CommitGeneration(), timeout);
+      default:
+        return inner_->WaitForCommit(seen, timeout);
+    }
   }
 
  private:
+  // The wrappers that declare multi_process_writers honestly count the
+  // commits of every process (kGenerationOfThisProcessOnly does not).
+  bool SharesGeneration() const {
+    return fault_ == Fault::kNone || fault_ == Fault::kProcessLocalCommitLock;
+  }
+
+  // Waits for a commit of any process, by polling the shared generation.
+  static std::uint64_t WaitForSharedCommit(std::uint64_t seen, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::uint64_t now = shared->commits.load();
+    while (now == seen && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      now = shared->commits.load();
+    }
+    return now;
+  }
+
+  // kSilentWritesReportSequence: an OK write that emitted nothing reports
+  // the head after the batch.
+  Status ApplyReportingHead(std::span<Write> batch) {
+    const Status s = inner_->Apply(batch);
+    Head head;
+    if (!s.ok() || !inner_->GetHead(&head).ok()) return s;
+    for (Write& w : batch) {
+      if (w.status.ok() && w.last_seq == 0) w.last_seq = head.last_seq;
+    }
+    return s;
+  }
+
+  // kSessionUpsert: the stored session of a token hash is deleted before
+  // the new one goes in.
+  Status ApplyReplacingSessions(std::span<Write> batch) {
+    for (const Write& w : batch) {
+      const auto* create = std::get_if<op::CreateSession>(&w.op);
+      storage::Session stored;
+      if (create == nullptr || !inner_->FindSession(create->session.token_hash, &stored).ok()) {
+        continue;
+      }
+      std::vector<Write> replace(1);
+      replace[0].op = op::DeleteSession{create->session.token_hash};
+      inner_->Apply(replace);
+    }
+    return inner_->Apply(batch);
+  }
+
+  // kAcceptNotAtomic: an accept whose token hash is stored goes in with
+  // another token; then that session is dropped and the accept reported as
+  // the Conflict its session insert would have been, user and invitation
+  // use left in place.
+  Status ApplyAcceptsPiecewise(std::span<Write> batch) {
+    const std::string suffix =
+        "\x1f"
+        "piecewise";
+    std::vector<std::size_t> piecewise;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto* accept = std::get_if<op::AcceptInvitation>(&batch[i].op);
+      storage::Session stored;
+      if (accept != nullptr && inner_->FindSession(accept->session.token_hash, &stored).ok()) {
+        accept->session.token_hash += suffix;
+        piecewise.push_back(i);
+      }
+    }
+    const Status s = inner_->Apply(batch);
+    for (std::size_t i : piecewise) {
+      std::string& token_hash = std::get<op::AcceptInvitation>(batch[i].op).session.token_hash;
+      std::vector<Write> drop(1);
+      drop[0].op = op::DeleteSession{token_hash};
+      token_hash.resize(token_hash.size() - suffix.size());
+      if (!batch[i].status.ok()) continue;
+      inner_->Apply(drop);
+      batch[i].status = Status::Conflict("session token is taken");
+      batch[i].last_seq = 0;
+    }
+    return s;
+  }
+
+  // Remembers whose each session made by `batch` is (mu_ held).
+  void NoteSessions(std::span<const Write> batch) {
+    for (const Write& w : batch) {
+      if (!w.status.ok()) continue;
+      if (const auto* setup = std::get_if<op::Setup>(&w.op)) {
+        session_users_[setup->session.token_hash] = setup->session.user_id;
+      } else if (const auto* accept = std::get_if<op::AcceptInvitation>(&w.op)) {
+        session_users_[accept->session.token_hash] = accept->session.user_id;
+      } else if (const auto* create = std::get_if<op::CreateSession>(&w.op)) {
+        session_users_[create->session.token_hash] = create->session.user_id;
+      } else if (const auto* change = std::get_if<op::ChangePassword>(&w.op)) {
+        session_users_[change->session.token_hash] = change->session.user_id;
+      }
+    }
+  }
+
+  // kKeyAfterExclusive: looks keys up from key_after + 1.
+  Status ApplyWithKeysAfterOnly(std::span<Write> batch) {
+    for (Write& w : batch) {
+      if (auto* send = std::get_if<op::SendMessage>(&w.op)) ++send->key_after;
+    }
+    const Status s = inner_->Apply(batch);
+    for (Write& w : batch) {
+      if (auto* send = std::get_if<op::SendMessage>(&w.op)) --send->key_after;
+    }
+    return s;
+  }
+
+  // kReplayTouchesConversation: notes the time of each replayed send for
+  // its conversation, which GetConversation then reports as last activity.
+  Status ApplyNotingReplays(std::span<Write> batch) {
+    std::vector<std::pair<std::string, storage::Micros>> sent(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (const auto* send = std::get_if<op::SendMessage>(&batch[i].op)) {
+        sent[i] = {send->message.conversation, send->message.at};
+      }
+    }
+    const Status s = inner_->Apply(batch);
+    std::lock_guard<std::mutex> lock(mu_);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto* send = std::get_if<op::SendMessage>(&batch[i].op);
+      if (send == nullptr || !batch[i].status.ok()) continue;
+      if (send->replayed) {
+        replay_activity_[sent[i].first] = sent[i].second;
+      } else {
+        replay_activity_.erase(sent[i].first);
+      }
+    }
+    return s;
+  }
+
+  // kRetentionCutoffsInclusive: every cutoff of expiry and purge moves one
+  // microsecond later.
+  Status ApplyWithInclusiveCutoffs(std::span<Write> batch) {
+    auto shift_all = [&](std::int64_t by) {
+      for (Write& w : batch) {
+        if (auto* expire = std::get_if<op::Expire>(&w.op)) {
+          for (storage::Micros* cutoff :
+               {&expire->messages_sent_before, &expire->conversations_idle_before}) {
+            if (*cutoff > 0 && *cutoff < INT64_MAX) *cutoff += by;
+          }
+        } else if (auto* purge = std::get_if<op::Purge>(&w.op)) {
+          for (storage::Micros* cutoff :
+               {&purge->deleted_before, &purge->sessions_used_before,
+                &purge->invitations_issued_before, &purge->idempotency_before}) {
+            if (*cutoff > 0 && *cutoff < INT64_MAX) *cutoff += by;
+          }
+        }
+      }
+    };
+    shift_all(1);
+    const Status s = inner_->Apply(batch);
+    shift_all(-1);
+    return s;
+  }
+
   // kOutOfCommitOrder: every third batch commits, then stays invisible for
   // 20 ms while other writers' higher sequences are already readable.
   Status ApplyVisibleLate(std::span<Write> batch) {
@@ -502,10 +749,12 @@ class BrokenStore : public Store {
   }
 
   // kPasswordChangeKeepsSessions: the sessions a password change revoked are
-  // put back right after it.
-  Status ApplyKeepingSessions(std::span<Write> batch) {
+  // put back right after it. kPasswordChangeDropsAllSessions: after a
+  // password change, every session the wrapper has seen made for another
+  // user is deleted.
+  Status ApplyMisrevokingSessions(std::span<Write> batch) {
     std::vector<storage::Session> kept;
-    {
+    if (fault_ == Fault::kPasswordChangeKeepsSessions) {
       std::lock_guard<std::mutex> lock(mu_);
       for (const Write& w : batch) {
         const auto* change = std::get_if<op::ChangePassword>(&w.op);
@@ -519,26 +768,25 @@ class BrokenStore : public Store {
       }
     }
     const Status s = inner_->Apply(batch);
-    std::vector<Write> restore;
+    std::vector<Write> repair;
     std::lock_guard<std::mutex> lock(mu_);
+    NoteSessions(batch);
     for (const Write& w : batch) {
-      if (!w.status.ok()) continue;
-      if (const auto* setup = std::get_if<op::Setup>(&w.op)) {
-        session_users_[setup->session.token_hash] = setup->session.user_id;
-      } else if (const auto* accept = std::get_if<op::AcceptInvitation>(&w.op)) {
-        session_users_[accept->session.token_hash] = accept->session.user_id;
-      } else if (const auto* create = std::get_if<op::CreateSession>(&w.op)) {
-        session_users_[create->session.token_hash] = create->session.user_id;
-      } else if (const auto* change = std::get_if<op::ChangePassword>(&w.op)) {
-        session_users_[change->session.token_hash] = change->session.user_id;
-        for (const storage::Session& session : kept) {
-          if (session.user_id == change->user_id) {
-            restore.push_back(Write{op::CreateSession{session}, Status::Ok(), 0});
-          }
+      const auto* change = std::get_if<op::ChangePassword>(&w.op);
+      if (change == nullptr || !w.status.ok()) continue;
+      for (const storage::Session& session : kept) {
+        if (session.user_id == change->user_id) {
+          repair.push_back(Write{op::CreateSession{session}, Status::Ok(), 0});
+        }
+      }
+      if (fault_ != Fault::kPasswordChangeDropsAllSessions) continue;
+      for (const auto& [token_hash, user_id] : session_users_) {
+        if (user_id != change->user_id) {
+          repair.push_back(Write{op::DeleteSession{token_hash}, Status::Ok(), 0});
         }
       }
     }
-    if (!restore.empty()) inner_->Apply(restore);
+    if (!repair.empty()) inner_->Apply(repair);
     return s;
   }
 
@@ -599,7 +847,9 @@ class BrokenStore : public Store {
   std::int64_t lost_through_ = 0;               // kAcknowledgeBeforeDurable
   std::map<std::string, std::string> content_;  // kDeleteKeepsContent, kExpireKeepsText: id → text
   std::int64_t horizon_ = -1;                   // kPurgeLowersHorizon; -1: as stored
-  std::map<std::string, std::string> session_users_;  // kPasswordChangeKeepsSessions
+  // kPasswordChangeKeepsSessions, kPasswordChangeDropsAllSessions: token hash → user
+  std::map<std::string, std::string> session_users_;
+  std::map<std::string, storage::Micros> replay_activity_;  // kReplayTouchesConversation
 };
 
 }  // namespace

@@ -68,6 +68,44 @@ enum class Fault {
   // Expiry deletes a message but leaves its text in its sent event (only
   // DeleteMessage tombstones). Breaks property 8.
   kExpireKeepsText,
+  // ReadEvents clears the caller's vector instead of appending to it.
+  // Breaks ReadEvents' contract (property 1).
+  kReadReplacesOutput,
+  // A write that emits nothing (a session, an invitation, a purge) reports
+  // the head as its last_seq, as if it had emitted the newest event. Breaks
+  // Write::last_seq (property 9).
+  kSilentWritesReportSequence,
+  // CommitGeneration never changes (waiters are still woken). Breaks
+  // property 12.
+  kGenerationStandsStill,
+  // WaitForCommit waits for a commit after the call, so a commit between
+  // the caller's last read and its wait is slept through (a lost wake-up).
+  // Breaks property 12.
+  kWaitMissesEarlierCommit,
+  // Declares multi_process_writers, but its commit generation counts the
+  // commits of this process only: a process waiting for commits sleeps
+  // through those of the others. Breaks property 2 (several processes).
+  kGenerationOfThisProcessOnly,
+  // A session whose token hash is stored replaces the stored one (an
+  // INSERT OR REPLACE) instead of failing with Conflict. Breaks property 9.
+  kSessionUpsert,
+  // An invitation accepted with a session token that is stored already is
+  // refused with Conflict, but its user and the invitation's use stay
+  // committed (no savepoint around the accept's steps). Breaks property 9.
+  kAcceptNotAtomic,
+  // A password change revokes the sessions of every user, not only its
+  // own. Breaks property 9.
+  kPasswordChangeDropsAllSessions,
+  // An idempotency key is found only when recorded after key_after, not at
+  // it. Breaks property 10.
+  kKeyAfterExclusive,
+  // A replayed send moves the conversation's last activity to its own time,
+  // although a replay writes nothing. Breaks property 10.
+  kReplayTouchesConversation,
+  // Expiry and purge take "before T" as "at or before T". Breaks property 8.
+  kRetentionCutoffsInclusive,
+  // HasUsers says yes on an empty store. Breaks property 9.
+  kHasUsersOnEmptyStore,
 };
 
 // A name for test listings: "None", "OutOfCommitOrder", …

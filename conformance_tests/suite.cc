@@ -249,6 +249,14 @@ TEST_P(StoreConformance, P01_SequencesStrictlyIncrease) {
   EXPECT_EQ(History(0, INT64_MAX, 1), history);
   // `upto` bounds the read.
   EXPECT_EQ(History(0, seqs[3]).size(), 4u);
+  // ReadEvents appends to what the caller's vector holds.
+  std::vector<Event> appended(1);
+  appended[0].id = "the caller's";
+  QUIRE_ASSERT_OK(store_->ReadEvents(0, seqs[1], 10, &appended));
+  ASSERT_EQ(appended.size(), 3u) << "ReadEvents did not append to the caller's vector";
+  EXPECT_EQ(appended[0].id, "the caller's");
+  EXPECT_EQ(appended[1], history[0]);
+  EXPECT_EQ(appended[2], history[1]);
   // Sends to a conversation that is not live fail alone, in the middle of a
   // run of sends too (an engine may apply consecutive sends together), take
   // no sequence and store nothing; the conversation's last activity is its
@@ -378,6 +386,8 @@ TEST_P(StoreConformance, P02_ConcurrentProcessesNeverSkipEvents) {
   const std::string user = SetUpFirstUser();
   const Conversation room = CreateRoom();
 
+  // store.h: CommitGeneration grows with commits of other processes too.
+  const std::uint64_t before_children = store_->CommitGeneration();
   constexpr int kProcesses = 3;
   constexpr int kBatches = 40;  // alternately 1 and 16 writes
   constexpr int kPerProcess = kBatches / 2 * 17;
@@ -446,6 +456,14 @@ TEST_P(StoreConformance, P02_ConcurrentProcessesNeverSkipEvents) {
   close(fds[0]);
 
   for (int code : exit_codes) EXPECT_EQ(code, 0) << "a writer process failed";
+  // Commits of other processes may reach this one late: wait for one.
+  std::uint64_t after_children = store_->CommitGeneration();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (after_children == before_children && std::chrono::steady_clock::now() < deadline) {
+    after_children = store_->WaitForCommit(before_children, std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(after_children, before_children)
+      << "commits of other processes did not change CommitGeneration";
   EXPECT_EQ(acknowledged.size(), static_cast<std::size_t>(kProcesses * kPerProcess));
   const std::set<std::int64_t> distinct(acknowledged.begin(), acknowledged.end());
   EXPECT_EQ(distinct.size(), acknowledged.size()) << "a sequence was given to two writes";
@@ -946,6 +964,38 @@ TEST_P(StoreConformance, P08_ExpiryAndPurge) {
   EXPECT_EQ(std::get<op::Purge>(purge.op).purged_events, 2);
   EXPECT_EQ(Head().purged_through, one_deleted.last_seq);
   QUIRE_EXPECT_OK(store_->GetConversation(Id('C', 4), &c));
+
+  // Every cutoff is "before": what is exactly at one stays.
+  const Conversation edge = MakeConversation(10, "edge", 50000);
+  ASSERT_TRUE(Apply(op::CreateConversation{edge}).status.ok());
+  const Message at_cutoff = MakeMessage(10, edge.id, user, "at the cutoff", 50000);
+  ASSERT_TRUE(Apply(op::SendMessage{at_cutoff, "edge key", 0, false}).status.ok());
+  ASSERT_TRUE(Apply(op::Expire{50000, 50000, 60000}).status.ok());
+  QUIRE_ASSERT_OK(store_->GetMessage(at_cutoff.id, &m));
+  EXPECT_FALSE(m.deleted_at.has_value()) << "expiry deleted a message sent at its cutoff";
+  QUIRE_ASSERT_OK(store_->GetConversation(edge.id, &c));
+  EXPECT_FALSE(c.deleted_at.has_value()) << "expiry deleted a conversation idle since its cutoff";
+  // A message deleted at the purge's cutoff, in a conversation of its own
+  // (expiry took the others).
+  const Conversation late = MakeConversation(11, "late", 61000);
+  ASSERT_TRUE(Apply(op::CreateConversation{late}).status.ok());
+  const Message deleted_at_cutoff = MakeMessage(12, late.id, user, "deleted at the cutoff", 61000);
+  ASSERT_TRUE(Apply(op::SendMessage{deleted_at_cutoff, "", 0, false}).status.ok());
+  ASSERT_TRUE(Apply(op::DeleteMessage{deleted_at_cutoff.id, 70000}).status.ok());
+  ASSERT_TRUE(Apply(op::CreateSession{Session{"at the cutoff", user, 70000, 70000}}).status.ok());
+  ASSERT_TRUE(Apply(op::CreateInvitation{{Id('I', 3), user, 70000, false}}).status.ok());
+  // The idempotency record counts as made at its message's time, 50000.
+  ASSERT_TRUE(Apply(op::Purge{70000, 70000, 70000, 50000}).status.ok());
+  EXPECT_TRUE(store_->GetMessage(deleted_at_cutoff.id, &m).ok())
+      << "purge removed a message deleted at its cutoff";
+  EXPECT_TRUE(store_->FindSession("at the cutoff", &s).ok())
+      << "purge dropped a session last used at its cutoff";
+  EXPECT_TRUE(store_->GetInvitation(Id('I', 3), &inv).ok())
+      << "purge dropped an invitation issued at its cutoff";
+  Write replay =
+      Apply(op::SendMessage{MakeMessage(11, edge.id, user, "again", 70100), "edge key", 0, false});
+  EXPECT_TRUE(std::get<op::SendMessage>(replay.op).replayed)
+      << "purge dropped an idempotency record made at its cutoff";
 }
 
 // ---- Property 9 ----
@@ -954,28 +1004,44 @@ TEST_P(StoreConformance, P08_ExpiryAndPurge) {
 // or all of a user by a password change); an invitation is consumed at most
 // once, also under a race.
 TEST_P(StoreConformance, P09_TokensAndInvitations) {
+  bool has_users = true;
+  QUIRE_EXPECT_OK(store_->HasUsers(&has_users));
+  EXPECT_FALSE(has_users) << "HasUsers on an empty store";
   const std::string user = SetUpFirstUser(100);
+  // Sessions, password changes and invitations emit no event: their writes
+  // report no sequence (write_ops.h, Write::last_seq) and leave the head.
+  const std::int64_t setup_seq = Head().last_seq;
+  auto apply_silent = [&](op::Operation operation) {
+    Write w = Apply(std::move(operation));
+    EXPECT_EQ(w.last_seq, 0) << "a write that emits nothing reported a sequence";
+    return w;
+  };
   const Session a = MakeSession(2, user, 1000), b = MakeSession(3, user, 1000);
-  ASSERT_TRUE(Apply(op::CreateSession{a}).status.ok());
-  ASSERT_TRUE(Apply(op::CreateSession{b}).status.ok());
+  ASSERT_TRUE(apply_silent(op::CreateSession{a}).status.ok());
+  ASSERT_TRUE(apply_silent(op::CreateSession{b}).status.ok());
   Session found;
   QUIRE_ASSERT_OK(store_->FindSession(a.token_hash, &found));
   EXPECT_EQ(found.user_id, user);
   EXPECT_EQ(found.last_used, 1000);
+  // A token hash already stored: Conflict, and the stored session stays.
+  Write taken = Apply(op::CreateSession{Session{a.token_hash, user, 1500, 1500}});
+  EXPECT_TRUE(taken.status.IsConflict()) << taken.status.ToString();
+  QUIRE_ASSERT_OK(store_->FindSession(a.token_hash, &found));
+  EXPECT_EQ(found.created_at, 1000) << "a session with a stored token hash replaced the stored one";
 
-  ASSERT_TRUE(Apply(op::TouchSession{a.token_hash, 2000}).status.ok());
+  ASSERT_TRUE(apply_silent(op::TouchSession{a.token_hash, 2000}).status.ok());
   QUIRE_ASSERT_OK(store_->FindSession(a.token_hash, &found));
   EXPECT_EQ(found.last_used, 2000);
   EXPECT_EQ(found.created_at, 1000);
   EXPECT_TRUE(Apply(op::TouchSession{"no such token", 2000}).status.IsNotFound());
 
-  ASSERT_TRUE(Apply(op::DeleteSession{a.token_hash}).status.ok());
+  ASSERT_TRUE(apply_silent(op::DeleteSession{a.token_hash}).status.ok());
   EXPECT_TRUE(store_->FindSession(a.token_hash, &found).IsNotFound());
   EXPECT_TRUE(Apply(op::DeleteSession{a.token_hash}).status.IsNotFound());
 
   // A password change replaces every session of the user.
   const Session c = MakeSession(4, user, 3000);
-  ASSERT_TRUE(Apply(op::ChangePassword{user, "new hash", c}).status.ok());
+  ASSERT_TRUE(apply_silent(op::ChangePassword{user, "new hash", c}).status.ok());
   EXPECT_TRUE(store_->FindSession(b.token_hash, &found).IsNotFound());
   EXPECT_TRUE(store_->FindSession(MakeSession(1, user, 0).token_hash, &found).IsNotFound());
   QUIRE_EXPECT_OK(store_->FindSession(c.token_hash, &found));
@@ -987,7 +1053,9 @@ TEST_P(StoreConformance, P09_TokensAndInvitations) {
 
   // Invitations.
   const std::string inv = Id('I', 1);
-  ASSERT_TRUE(Apply(op::CreateInvitation{{inv, user, 5000, false}}).status.ok());
+  ASSERT_TRUE(apply_silent(op::CreateInvitation{{inv, user, 5000, false}}).status.ok());
+  EXPECT_EQ(Head().last_seq, setup_seq) << "a write that emits nothing moved the head";
+  EXPECT_EQ(History().size(), 1u) << "a write that emits nothing left an event";
   storage::Invitation invitation;
   QUIRE_ASSERT_OK(store_->GetInvitation(inv, &invitation));
   EXPECT_EQ(invitation.issuer_id, user);
@@ -1001,6 +1069,20 @@ TEST_P(StoreConformance, P09_TokensAndInvitations) {
   EXPECT_TRUE(Apply(accept(10, "first", 0)).status.IsConflict()) << "name taken";
   QUIRE_ASSERT_OK(store_->GetInvitation(inv, &invitation));
   EXPECT_FALSE(invitation.used);
+  // A user id or session token already stored: Conflict of the whole accept,
+  // which leaves nothing (no user, no event) and the invitation usable.
+  op::AcceptInvitation id_taken = accept(10, "second", 0);
+  id_taken.user.id = user;
+  EXPECT_TRUE(Apply(id_taken).status.IsConflict()) << "user id taken";
+  op::AcceptInvitation token_taken = accept(10, "second", 0);
+  token_taken.session.token_hash = c.token_hash;
+  Write refused = Apply(token_taken);
+  EXPECT_TRUE(refused.status.IsConflict()) << "session token taken: " << refused.status.ToString();
+  EXPECT_EQ(refused.last_seq, 0);
+  EXPECT_EQ(Head().last_seq, setup_seq) << "a refused accept emitted an event";
+  EXPECT_TRUE(store_->GetUser(Id('U', 10), &u).IsNotFound()) << "a refused accept left its user";
+  QUIRE_ASSERT_OK(store_->GetInvitation(inv, &invitation));
+  EXPECT_FALSE(invitation.used) << "a refused accept used the invitation";
   Write accepted = Apply(accept(10, "second", 5000));
   ASSERT_TRUE(accepted.status.ok()) << accepted.status.ToString();
   EXPECT_GT(accepted.last_seq, 0);
@@ -1013,7 +1095,11 @@ TEST_P(StoreConformance, P09_TokensAndInvitations) {
   QUIRE_ASSERT_OK(store_->FindUserByCanonicalName("canon:second", &u));
   EXPECT_EQ(u.id, Id('U', 10));
   QUIRE_EXPECT_OK(store_->FindSession(MakeSession(10, u.id, 0).token_hash, &found));
-  bool has_users = false;
+  // A password change leaves the sessions of other users alone.
+  ASSERT_TRUE(
+      apply_silent(op::ChangePassword{user, "newer hash", MakeSession(6, user, 6500)}).status.ok());
+  EXPECT_TRUE(store_->FindSession(MakeSession(10, u.id, 0).token_hash, &found).ok())
+      << "a password change revoked another user's session";
   QUIRE_EXPECT_OK(store_->HasUsers(&has_users));
   EXPECT_TRUE(has_users);
 
@@ -1068,6 +1154,16 @@ TEST_P(StoreConformance, P10_IdempotentSend) {
   EXPECT_EQ(Head().last_seq, head);
   Message m;
   EXPECT_TRUE(store_->GetMessage(Id('M', 2), &m).IsNotFound());
+  // A replay writes nothing: the conversation's last activity stays.
+  Conversation c;
+  QUIRE_ASSERT_OK(store_->GetConversation(room.id, &c));
+  EXPECT_EQ(c.last_activity, 2000) << "a replayed send moved the conversation's last activity";
+  // A key recorded exactly at key_after counts ("at or after").
+  Write at_key_after = Apply(
+      op::SendMessage{MakeMessage(11, room.id, user, "boundary", 2550), "key-1", 2000, false});
+  EXPECT_TRUE(std::get<op::SendMessage>(at_key_after.op).replayed)
+      << "a key recorded at key_after was not found";
+  EXPECT_EQ(at_key_after.last_seq, 0);
 
   // The key check comes before the conversation's.
   Write bogus =
@@ -1262,6 +1358,60 @@ TEST_P(StoreConformance, P11_ReadsDoNotBlockWriters) {
                              "do reads block writers?\n"
                           << observed;
   RecordProperty("p11_observed", observed);
+}
+
+// ---- Property 12 ----
+
+// Property 12: change notification (store.h). CommitGeneration grows with
+// every commit, and WaitForCommit returns once the generation differs from
+// what its caller saw: at once when a commit came before the call (the event
+// pump reads, then waits; a commit in between must not be slept through),
+// and as soon as another thread commits while it waits. The waits are bounded
+// by kTimeout; a correct backend returns from each in far less than half.
+TEST_P(StoreConformance, P12_CommitsWakeWaiters) {
+  constexpr auto kTimeout = std::chrono::seconds(2);
+  const std::string user = SetUpFirstUser();
+  const Conversation room = CreateRoom();
+  auto send = [&](std::int64_t n) {
+    return Apply(op::SendMessage{MakeMessage(n, room.id, user, "wake", 2000 + n), "", 0, false})
+        .status.ok();
+  };
+  // Waits until the generation differs from `seen` (WaitForCommit may return
+  // early, spuriously); returns how long that took, and the generation.
+  auto wait_from = [&](std::uint64_t seen, std::uint64_t* generation) {
+    const auto begin = std::chrono::steady_clock::now();
+    const auto deadline = begin + kTimeout;
+    *generation = seen;
+    while (*generation == seen && std::chrono::steady_clock::now() < deadline) {
+      *generation =
+          store_->WaitForCommit(seen, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          deadline - std::chrono::steady_clock::now()));
+    }
+    return std::chrono::steady_clock::now() - begin;
+  };
+
+  const std::uint64_t before = store_->CommitGeneration();
+  ASSERT_TRUE(send(1));
+  const std::uint64_t after_one = store_->CommitGeneration();
+  EXPECT_GT(after_one, before) << "a commit did not raise CommitGeneration";
+
+  ASSERT_TRUE(send(2));
+  std::uint64_t generation = 0;
+  auto waited = wait_from(after_one, &generation);
+  EXPECT_NE(generation, after_one);
+  EXPECT_LT(waited, kTimeout / 2) << "WaitForCommit slept through a commit made before the call";
+
+  const std::uint64_t idle = store_->CommitGeneration();
+  std::latch waiting(2);
+  std::thread waiter([&] {
+    waiting.arrive_and_wait();
+    waited = wait_from(idle, &generation);
+  });
+  waiting.arrive_and_wait();
+  ASSERT_TRUE(send(3));
+  waiter.join();
+  EXPECT_NE(generation, idle);
+  EXPECT_LT(waited, kTimeout / 2) << "a commit did not wake a waiter";
 }
 
 }  // namespace quire::conformance
