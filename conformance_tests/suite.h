@@ -1,6 +1,6 @@
-// The storage conformance suite: the properties of storage.md, as GoogleTest
-// tests that any Store backend — in this repository or out of it — runs
-// against itself.
+// The storage conformance suite: the properties of docs/backend-authors.md
+// ("The properties"), as GoogleTest tests that any Store backend — in this
+// repository or out of it — runs against itself.
 //
 // A backend instantiates the suite once per configuration it wants checked:
 //
@@ -17,11 +17,12 @@
 //   }
 //   QUIRE_INSTANTIATE_STORE_CONFORMANCE(MyDb, MyBackend());
 //
-// and links the quire_conformance library and GTest::gtest_main. Each test
-// calls make_fresh_store once, at its start, and destroys the store at its
-// end. Tests are named after the numbered properties of storage.md
-// (P01_…, P02_…); a test of a property the backend declares unsupported in
-// Store::capabilities() is skipped with the reason.
+// and links Quire::conformance (an OBJECT library: every test file comes
+// along) and Quire::conformance_main (or GTest::gtest_main). Each test calls
+// make_fresh_store once, at its start, and destroys the store at its end.
+// Tests are named after the numbered properties (P01_…, P02_…); a test of a
+// property the backend declares unsupported in Store::capabilities() is
+// skipped with the reason.
 //
 // Times: the suite passes explicit Micros to every operation (an injected
 // clock); a backend must not read the wall clock for anything it stores.
@@ -104,7 +105,8 @@ class StoreConformance : public ::testing::TestWithParam<BackendUnderTest> {
 void PrintTo(const BackendUnderTest& backend, std::ostream* os);
 
 // Names instantiations after BackendUnderTest::name. Defined in suite.cc, so
-// that using it (as the macro below does) also links the suite's tests in.
+// that a program instantiating the suite without linking it fails to link
+// instead of running no test.
 std::string BackendName(const ::testing::TestParamInfo<BackendUnderTest>& info);
 
 }  // namespace quire::conformance
