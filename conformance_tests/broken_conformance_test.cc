@@ -24,15 +24,16 @@ quire::conformance::BackendUnderTest Broken(Fault fault) {
 
 QUIRE_INSTANTIATE_STORE_CONFORMANCE(
     Broken, Broken(Fault::kNone), Broken(Fault::kOutOfCommitOrder),
-    Broken(Fault::kDropAtResumeBoundary), Broken(Fault::kReuseAfterReopen),
-    Broken(Fault::kNonAtomicUniqueness), Broken(Fault::kReadsBlockWriters),
-    Broken(Fault::kProcessLocalCommitLock), Broken(Fault::kAcknowledgeBeforeDurable),
-    Broken(Fault::kDeleteKeepsContent), Broken(Fault::kPurgeLowersHorizon),
-    Broken(Fault::kPasswordChangeKeepsSessions), Broken(Fault::kKeyRepeatedInBatch),
-    Broken(Fault::kReuseAfterPurge), Broken(Fault::kExpireKeepsText),
-    Broken(Fault::kReadReplacesOutput), Broken(Fault::kSilentWritesReportSequence),
-    Broken(Fault::kGenerationStandsStill), Broken(Fault::kWaitMissesEarlierCommit),
-    Broken(Fault::kGenerationOfThisProcessOnly), Broken(Fault::kSessionUpsert),
-    Broken(Fault::kAcceptNotAtomic), Broken(Fault::kPasswordChangeDropsAllSessions),
-    Broken(Fault::kKeyAfterExclusive), Broken(Fault::kReplayTouchesConversation),
-    Broken(Fault::kRetentionCutoffsInclusive), Broken(Fault::kHasUsersOnEmptyStore));
+    Broken(Fault::kBrieflyOutOfCommitOrder), Broken(Fault::kDropAtResumeBoundary),
+    Broken(Fault::kReuseAfterReopen), Broken(Fault::kNonAtomicUniqueness),
+    Broken(Fault::kReadsBlockWriters), Broken(Fault::kProcessLocalCommitLock),
+    Broken(Fault::kAcknowledgeBeforeDurable), Broken(Fault::kDeleteKeepsContent),
+    Broken(Fault::kPurgeLowersHorizon), Broken(Fault::kPasswordChangeKeepsSessions),
+    Broken(Fault::kKeyRepeatedInBatch), Broken(Fault::kReuseAfterPurge),
+    Broken(Fault::kExpireKeepsText), Broken(Fault::kReadReplacesOutput),
+    Broken(Fault::kSilentWritesReportSequence), Broken(Fault::kGenerationStandsStill),
+    Broken(Fault::kWaitMissesEarlierCommit), Broken(Fault::kGenerationOfThisProcessOnly),
+    Broken(Fault::kSessionUpsert), Broken(Fault::kAcceptNotAtomic),
+    Broken(Fault::kPasswordChangeDropsAllSessions), Broken(Fault::kKeyAfterExclusive),
+    Broken(Fault::kReplayTouchesConversation), Broken(Fault::kRetentionCutoffsInclusive),
+    Broken(Fault::kHasUsersOnEmptyStore));

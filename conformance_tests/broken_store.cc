@@ -32,6 +32,8 @@ std::string FaultName(Fault fault) {
       return "None";
     case Fault::kOutOfCommitOrder:
       return "OutOfCommitOrder";
+    case Fault::kBrieflyOutOfCommitOrder:
+      return "BrieflyOutOfCommitOrder";
     case Fault::kDropAtResumeBoundary:
       return "DropAtResumeBoundary";
     case Fault::kReuseAfterReopen:
@@ -176,7 +178,9 @@ class BrokenStore : public Store {
   Status ApplyWithFault(std::span<Write> batch) {
     switch (fault_) {
       case Fault::kOutOfCommitOrder:
-        return ApplyVisibleLate(batch);
+        return ApplyVisibleLate(batch, 3, std::chrono::milliseconds(20));
+      case Fault::kBrieflyOutOfCommitOrder:
+        return ApplyVisibleLate(batch, 3, std::chrono::microseconds(50));
       case Fault::kNonAtomicUniqueness:
         return ApplyWithRacyNameCheck(batch);
       case Fault::kReuseAfterReopen:
@@ -269,7 +273,8 @@ class BrokenStore : public Store {
         }
         return s;
       }
-      case Fault::kOutOfCommitOrder: {
+      case Fault::kOutOfCommitOrder:
+      case Fault::kBrieflyOutOfCommitOrder: {
         std::vector<Event> got;
         const Status s = inner_->ReadEvents(after, upto, limit, &got);
         std::lock_guard<std::mutex> lock(mu_);
@@ -540,10 +545,12 @@ class BrokenStore : public Store {
     return s;
   }
 
-  // kOutOfCommitOrder: every third batch commits, then stays invisible for
-  // 20 ms while other writers' higher sequences are already readable.
-  Status ApplyVisibleLate(std::span<Write> batch) {
-    const bool late = calls_.fetch_add(1) % 3 == 0;
+  // kOutOfCommitOrder, kBrieflyOutOfCommitOrder: every `every`th batch
+  // commits, then stays invisible for `window` while other writers' higher
+  // sequences are already readable.
+  Status ApplyVisibleLate(std::span<Write> batch, unsigned every,
+                          std::chrono::microseconds window) {
+    const bool late = calls_.fetch_add(1) % every == 0;
     const Status s = inner_->Apply(batch);
     if (!late || !s.ok()) return s;
     std::vector<std::int64_t> seqs;
@@ -554,7 +561,7 @@ class BrokenStore : public Store {
       std::lock_guard<std::mutex> lock(mu_);
       invisible_.insert(seqs.begin(), seqs.end());
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(window);
     std::lock_guard<std::mutex> lock(mu_);
     for (std::int64_t seq : seqs) invisible_.erase(seq);
     return s;

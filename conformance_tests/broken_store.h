@@ -23,6 +23,10 @@ enum class Fault {
   // invisible to readers for a while after higher sequences are visible, as
   // with a bigserial allocated at insert and visible at commit. Breaks rule 1.
   kOutOfCommitOrder,
+  // The same, but every batch, and only for 200 microseconds: a window
+  // about as narrow as a thread switch, as in a backend that takes its
+  // numbers under a lock and commits after releasing it. Breaks rule 1.
+  kBrieflyOutOfCommitOrder,
   // "Events after N" also drops N+1 (an off-by-one at the resume boundary).
   kDropAtResumeBoundary,
   // On reopen the next sequence is derived from the highest retained event,
