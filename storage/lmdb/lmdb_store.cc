@@ -374,11 +374,14 @@ class LmdbWriteTxn final : public WriteTxn {
       const Conversation& c = change.after;
       std::optional<ConversationRecord> record = LoadConversation(tx(), c.id);
       if (!record) return Status::NotFound("no conversation " + c.id);
-      // Only the index entries whose keys change move.
-      if (b.deleted_at != c.deleted_at || b.canonical != c.canonical ||
-          b.last_activity != c.last_activity) {
+      // Only the index entries whose keys change move: a send moves the
+      // activity key alone.
+      if (b.deleted_at != c.deleted_at || b.canonical != c.canonical) {
         IndexConversation(b, false);
         IndexConversation(c, true);
+      } else if (!c.deleted_at && b.last_activity != c.last_activity) {
+        Index(kConversationsLiveByActivity, ActivityKey(b), false);
+        Index(kConversationsLiveByActivity, ActivityKey(c), true);
       }
       record->conversation = c;
       tx().Put(kConversations, c.id, Encode(*record));
