@@ -48,7 +48,11 @@ TEST_P(StoreConformance, P08_ExpiryAndPurge) {
   EXPECT_EQ(emitted[0].at, 10000);
   EXPECT_EQ(emitted[1].kind, EventKind::kConversationDeleted);
   EXPECT_EQ(emitted[1].id, quiet.id);
+  EXPECT_EQ(emitted[1].at, 10000) << "an expiry's conversation-deleted event has another time";
   EXPECT_EQ(first.last_seq, emitted[1].seq);
+  Conversation expired_conversation;
+  QUIRE_ASSERT_OK(store_->GetConversation(quiet.id, &expired_conversation));
+  EXPECT_EQ(expired_conversation.deleted_at, std::optional<Micros>(10000));
   // Expiry deletes as DeleteMessage does: the sent event is tombstoned.
   for (const Event& e : History()) {
     if (e.id == old_message.id && e.kind == EventKind::kMessageSent) {
@@ -79,6 +83,8 @@ TEST_P(StoreConformance, P08_ExpiryAndPurge) {
   EXPECT_EQ(emitted[0].conversation, busy.id);
   EXPECT_EQ(emitted[1].kind, EventKind::kConversationDeleted);
   EXPECT_EQ(emitted[1].id, busy.id);
+  EXPECT_EQ(emitted[0].at, 11000);
+  EXPECT_EQ(emitted[1].at, 11000) << "an expiry's conversation-deleted event has another time";
   QUIRE_ASSERT_OK(store_->GetConversation(fresh.id, &c));
   EXPECT_FALSE(c.deleted_at.has_value());
 
