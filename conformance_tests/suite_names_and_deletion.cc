@@ -88,6 +88,43 @@ TEST_P(StoreConformance, P06_ConcurrentUniqueName) {
     QUIRE_EXPECT_OK(store_->GetInvitation(c[0].status.ok() ? inv_b : inv_a, &loser));
     EXPECT_FALSE(loser.used);
   }
+
+  // A send racing the deletion of its empty conversation: the delete wins
+  // and the send finds no live conversation, or the send wins and the delete
+  // finds a live message; never both ("still live" is checked inside the
+  // transaction).
+  for (int round = 0; round < kRounds; ++round) {
+    const Conversation doomed =
+        MakeConversation(100 + round, "doomed " + std::to_string(round), 3000);
+    ASSERT_TRUE(Apply(op::CreateConversation{doomed}).status.ok());
+    std::vector<Write> del(1), send(1);
+    del[0].op = op::DeleteConversation{doomed.id, 3100};
+    send[0].op = op::SendMessage{MakeMessage(100 + round, doomed.id, user, "last words", 3050), "",
+                                 0, false};
+    std::latch start(2);
+    Status s_del, s_send;
+    std::thread t_del([&] {
+      start.arrive_and_wait();
+      s_del = store_->Apply(del);
+    });
+    std::thread t_send([&] {
+      start.arrive_and_wait();
+      s_send = store_->Apply(send);
+    });
+    t_del.join();
+    t_send.join();
+    QUIRE_ASSERT_OK(s_del);
+    QUIRE_ASSERT_OK(s_send);
+    EXPECT_EQ(del[0].status.ok() + send[0].status.ok(), 1)
+        << "a conversation was deleted while a message was sent to it: " << del[0].status.ToString()
+        << " / " << send[0].status.ToString();
+    if (!del[0].status.ok()) {
+      EXPECT_TRUE(del[0].status.IsConflict()) << del[0].status.ToString();
+    }
+    if (!send[0].status.ok()) {
+      EXPECT_TRUE(send[0].status.IsNotFound()) << send[0].status.ToString();
+    }
+  }
 }
 
 // ---- Property 7 ----
