@@ -241,9 +241,11 @@ class BatchRules {
     std::sort(messages.begin(), messages.end());
     messages.erase(std::unique(messages.begin(), messages.end()), messages.end());
     std::int64_t highest = 0;
-    for (const std::string& id : messages) {
-      Must(txn_.RemoveEventsOf(id, &o.purged_events, &highest));
-      Must(txn_.RemoveMessage(id));
+    constexpr std::size_t kChunk = 1000;  // ids per call, for engines that take them at once
+    for (std::size_t i = 0; i < messages.size(); i += kChunk) {
+      const std::span<const std::string> chunk(messages.data() + i,
+                                               std::min(kChunk, messages.size() - i));
+      Must(txn_.RemoveMessagesWithEvents(chunk, &o.purged_events, &highest));
     }
     for (const std::string& id : conversations) {
       Must(txn_.RemoveEventsOf(id, &o.purged_events, &highest));

@@ -34,6 +34,15 @@ Status WriteTxn::WriteSends(std::span<const Message> messages, std::span<const E
   return Status::Ok();
 }
 
+Status WriteTxn::RemoveMessagesWithEvents(std::span<const std::string> ids, std::int64_t* count,
+                                          std::int64_t* highest) {
+  for (const std::string& id : ids) {
+    if (Status s = RemoveEventsOf(id, count, highest); !s.ok()) return s;
+    if (Status s = RemoveMessage(id); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 bool Engine::PrepareRetry(const Status&) {
   return false;
 }

@@ -167,6 +167,10 @@ class WriteTxn {
   // out[i] is the conversation ids[i], or nullopt when there is none.
   virtual Status GetConversations(std::span<const std::string> ids,
                                   std::vector<std::optional<Conversation>>* out);
+  // Removes the messages `ids` and every event of theirs: RemoveEventsOf
+  // and RemoveMessage for each, with the same tallies.
+  virtual Status RemoveMessagesWithEvents(std::span<const std::string> ids, std::int64_t* count,
+                                          std::int64_t* highest);
   // The writes of a run of sends the rules accepted: messages[i] with its
   // sent event events[i], in order, then the conversations' new activity.
   virtual Status WriteSends(std::span<const Message> messages, std::span<const Event> events,
