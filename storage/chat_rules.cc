@@ -71,8 +71,10 @@ class BatchRules {
 
   // The head to store, when the batch changed it.
   std::optional<Head> NewHead() const {
-    Head head{seq_, purged_through_};
-    if (head.last_seq == head_.last_seq && head.purged_through == head_.purged_through) {
+    Head head = head_;
+    head.last_seq = seq_;
+    head.purged_through = purged_through_;
+    if (head == head_) {
       return std::nullopt;
     }
     return head;

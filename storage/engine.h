@@ -5,12 +5,12 @@
 // answers are written once, in storage/chat_rules.cc, over this interface.
 // docs/backend-authors.md walks through writing an engine.
 //
-// Engine interface version 1. Like Store, the interface is append-only: a
-// later version adds virtual functions with default bodies. A write
-// operation added to write_ops.h is a new rule in chat_rules.cc; when it
-// needs something engines do not offer yet, the new engine function's
-// default body answers Invalid ("this engine cannot …"), so an engine
-// written before keeps compiling and refuses only that operation, saying why.
+// Engine interface version 2 (2 added the maintenance functions: listings,
+// copying records in, wiping, the serving lock, backups). Like Store, the interface is append-only:
+// a later version adds virtual functions with default bodies. A write operation added to
+// write_ops.h is a new rule in chat_rules.cc; when it needs something engines do not offer yet, the
+// new engine function's default body answers Invalid ("this engine cannot …"), so an engine written
+// before keeps compiling and refuses only that operation, saying why.
 //
 // Status conventions, for every function below:
 //  - a getter answers NotFound when there is no such record; that is data,
@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -44,9 +45,16 @@
 
 namespace quire::storage {
 
-inline constexpr int kEngineInterfaceVersion = 1;
+inline constexpr int kEngineInterfaceVersion = 2;
 
 // What a sender's idempotency key refers to: the first message sent with it.
+struct IdempotencyKey {
+  std::string sender;
+  std::string key;
+
+  bool empty() const { return sender.empty() && key.empty(); }
+};
+
 struct IdempotencyRecord {
   std::string sender;
   std::string key;
@@ -83,6 +91,46 @@ class RecordReader {
   virtual Status GetInvitation(const std::string& id, Invitation* out) = 0;
   virtual Status GetConversation(const std::string& id, Conversation* out) = 0;
   virtual Status GetMessage(const std::string& id, Message* out) = 0;
+
+  // ---- Listings (version 2), for quire migrate and quire check ----
+  // Each appends to *out at most `limit` records (limit > 0) whose key comes
+  // after `after` in the engine's own order of keys, in that order; "" (or
+  // an empty IdempotencyKey) starts from the first. Paging passes the key of
+  // the last record of the previous page. The order need not be the same in
+  // two engines. Deleted records not yet purged are listed too. The
+  // defaults answer Invalid: such an engine cannot be copied or checked.
+  virtual Status ListUsers(const std::string& after, std::size_t limit, std::vector<User>* out);
+  // By token_hash.
+  virtual Status ListSessions(const std::string& after, std::size_t limit,
+                              std::vector<Session>* out);
+  virtual Status ListInvitations(const std::string& after, std::size_t limit,
+                                 std::vector<Invitation>* out);
+  virtual Status ListConversations(const std::string& after, std::size_t limit,
+                                   std::vector<Conversation>* out);
+  virtual Status ListMessages(const std::string& after, std::size_t limit,
+                              std::vector<Message>* out);
+  // By (sender, key).
+  virtual Status ListIdempotency(const IdempotencyKey& after, std::size_t limit,
+                                 std::vector<IdempotencyRecord>* out);
+};
+
+// What a migration or a restore writes into an empty store, as stored
+// elsewhere: no rule applies, nothing is checked, no sequence is taken.
+// Parents come before children across batches (users, conversations,
+// messages, events, idempotency records, sessions, invitations).
+struct RecordBatch {
+  std::vector<User> users;
+  std::vector<Conversation> conversations;
+  std::vector<Message> messages;
+  std::vector<Event> events;  // in sequence order, above every stored one
+  std::vector<IdempotencyRecord> idempotency;
+  std::vector<Session> sessions;
+  std::vector<Invitation> invitations;
+
+  std::size_t size() const {
+    return users.size() + conversations.size() + messages.size() + events.size() +
+           idempotency.size() + sessions.size() + invitations.size();
+  }
 };
 
 // The write transaction of one batch. Nothing of it is visible to readers
@@ -175,6 +223,24 @@ class WriteTxn {
   // sent event events[i], in order, then the conversations' new activity.
   virtual Status WriteSends(std::span<const Message> messages, std::span<const Event> events,
                             std::span<const Change<Conversation>> conversations);
+
+  // ---- Maintenance (version 2): quire migrate, restore and check ----
+
+  // Stores the records and events as they are (see RecordBatch), each with
+  // its Insert…, PutIdempotency or AppendEvent by default; an engine may do
+  // it in fewer round trips. Conflict when a key is already stored.
+  virtual Status InsertRecords(const RecordBatch& batch);
+  // Removes every record and event and sets the head to Head{}: the store
+  // is as new. The default answers Invalid.
+  virtual Status RemoveEverything();
+};
+
+// Who opens an engine: a server, which shares the store with other servers
+// of a multi-process engine, or a maintenance command (migrate, restore,
+// check), which must have it alone.
+enum class EngineUse {
+  kServe,
+  kMaintain,
 };
 
 // Tells the chat rules how to drive an engine.
@@ -216,6 +282,30 @@ class Engine {
   // engines); nullptr, the default, when this process's commits are all
   // there are. The engine owns it and notifies it on commits it learns of.
   virtual CommitSignal* ExternalCommits() { return nullptr; }
+
+  // ---- Maintenance (version 2) ----
+
+  // Takes the lock that keeps servers and maintenance commands apart, held
+  // until the engine is destroyed: shared for kServe, exclusive for
+  // kMaintain, never waiting. Unavailable, saying who holds it, when the
+  // other kind has the store open (a server runs on it, or a migration,
+  // restore or check does). Called once, by the engine's factory right
+  // after the engine opened. The default takes no lock and answers OK.
+  virtual Status Hold(EngineUse use);
+
+  // Writes a consistent copy of the whole store to `path` (which must not
+  // exist) while servers keep writing, in a form this engine opens again.
+  // The default answers Invalid, saying that the engine has none.
+  virtual Status Backup(const std::string& path);
+
+  // Engine-specific consistency checks beyond what quire check does over
+  // the interface (a database's own integrity check, indexes kept by hand),
+  // appending one line per problem to *problems. The default finds nothing.
+  virtual Status CheckIntegrity(std::vector<std::string>* problems);
 };
+
+// Opens the engine a database URL names, for `use`, and holds it (Hold).
+using EngineFactory =
+    std::function<Status(const std::string& url, EngineUse use, std::unique_ptr<Engine>* out)>;
 
 }  // namespace quire::storage

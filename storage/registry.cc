@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <string>
 
+#include "storage/chat_rules.h"
+
 namespace quire::storage {
 
 Registry& Registry::Global() {
@@ -37,12 +39,7 @@ Status Registry::Open(const std::string& url, std::unique_ptr<Store>* out) const
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = factories_.find(scheme);
-    if (it == factories_.end()) {
-      std::string known;
-      for (const auto& [name, unused] : factories_) known += (known.empty() ? "" : ", ") + name;
-      return Status::Invalid("unknown database URL scheme '" + scheme + "' in '" +
-                             RedactedUrl(url) + "' (known: " + known + ")");
-    }
+    if (it == factories_.end()) return UnknownScheme(url);
     factory = it->second;
   }
   std::unique_ptr<Store> store;
@@ -51,6 +48,50 @@ Status Registry::Open(const std::string& url, std::unique_ptr<Store>* out) const
     return s;
   }
   *out = std::move(store);
+  return Status::Ok();
+}
+
+Status Registry::UnknownScheme(const std::string& url) const {
+  std::string known;
+  for (const auto& [name, unused] : factories_) known += (known.empty() ? "" : ", ") + name;
+  return Status::Invalid("unknown database URL scheme '" + UrlScheme(url) + "' in '" +
+                         RedactedUrl(url) + "' (known: " + known + ")");
+}
+
+Status Registry::RegisterEngine(const std::string& scheme, EngineFactory factory,
+                                int engine_interface_version) {
+  if (Status s = CheckEngineInterfaceVersion(engine_interface_version); !s.ok()) return s;
+  StoreFactory serve = [factory](const std::string& url, std::unique_ptr<Store>* out) {
+    std::unique_ptr<Engine> engine;
+    if (Status s = factory(url, EngineUse::kServe, &engine); !s.ok()) return s;
+    return OpenEngineStore(std::move(engine), out);
+  };
+  std::lock_guard<std::mutex> lock(mu_);
+  factories_[scheme] = std::move(serve);
+  engine_factories_[scheme] = std::move(factory);
+  return Status::Ok();
+}
+
+Status Registry::OpenEngine(const std::string& url, EngineUse use,
+                            std::unique_ptr<Engine>* out) const {
+  const std::string scheme = UrlScheme(url);
+  EngineFactory factory;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = engine_factories_.find(scheme);
+    if (it == engine_factories_.end()) {
+      if (factories_.count(scheme) == 0) return UnknownScheme(url);
+      return Status::Invalid("the storage backend for '" + scheme +
+                             ":' offers no engine, so it cannot be copied, restored or checked");
+    }
+    factory = it->second;
+  }
+  std::unique_ptr<Engine> engine;
+  if (Status s = factory(url, use, &engine); !s.ok()) return s;
+  if (Status s = CheckEngineInterfaceVersion(engine->engine_interface_version()); !s.ok()) {
+    return s;
+  }
+  *out = std::move(engine);
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/engine.h"
 #include "storage/status.h"
 #include "storage/store.h"
 
@@ -43,11 +44,25 @@ class Registry {
   // Quire does not know.
   Status Open(const std::string& url, std::unique_ptr<Store>* out) const;
 
+  // Registers an engine (storage/engine.h) for `scheme`: Open then serves
+  // it through the chat rules (opened with EngineUse::kServe), and
+  // OpenEngine opens it for the maintenance commands. Invalid, registering
+  // nothing, for an engine interface version this Quire does not know.
+  Status RegisterEngine(const std::string& scheme, EngineFactory factory,
+                        int engine_interface_version = kEngineInterfaceVersion);
+
+  // Opens the engine of `url` for `use`. Invalid when the scheme is unknown
+  // or its backend registered only a Store (no engine to copy or check).
+  Status OpenEngine(const std::string& url, EngineUse use, std::unique_ptr<Engine>* out) const;
+
   std::vector<std::string> Schemes() const;
 
  private:
+  Status UnknownScheme(const std::string& url) const;  // requires mu_
+
   mutable std::mutex mu_;
   std::map<std::string, StoreFactory> factories_;
+  std::map<std::string, EngineFactory> engine_factories_;
 };
 
 // The scheme of a database URL: the text before the first ':'; empty if none.

@@ -89,6 +89,19 @@ struct Head {
   // Highest sequence ever purged (0 if none). A resume point below it has lost
   // events and must be refused.
   std::int64_t purged_through = 0;
+  // A break in history, marked by `quire restore`: the sequences after
+  // `lost_after` and below `lost_through` may have been used by a timeline
+  // that was lost (the events after a backup). None of them is stored; a
+  // resume point among them is refused, like one behind the purge horizon.
+  // `lost_through` is where the history went on (the head right after the
+  // restore), far above anything the lost timeline can have reached. 0 and 0
+  // when the history never broke. Several breaks merge into one interval
+  // (from the earliest `lost_after`), which refuses a few resume points
+  // more than needed and never one too few.
+  std::int64_t lost_after = 0;
+  std::int64_t lost_through = 0;
+
+  friend bool operator==(const Head&, const Head&) = default;
 };
 
 }  // namespace quire::storage

@@ -50,6 +50,10 @@ std::optional<chat::Error> CheckResumePoint(std::int64_t start, const storage::H
   if (LostToPurge(start, head.purged_through)) {
     return Error{Error::Kind::kGone, "events after resume_point have been purged; boot again"};
   }
+  if (start > head.lost_after && start < head.lost_through) {
+    return Error{Error::Kind::kGone,
+                 "resume_point belongs to a history lost in a restore from a backup; boot again"};
+  }
   return std::nullopt;
 }
 

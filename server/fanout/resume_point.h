@@ -36,8 +36,9 @@ chat::Result<std::int64_t> ParseResumePoint(const std::string* resume_point,
 // Whether a stream may start after `start`, given the store's head: not when
 // `start` is newer than the newest event (kBadRequest: a point from another
 // database, or from before a restore), nor when events after it have been
-// purged (kGone: the client would miss them). Either way the client boots
-// again.
+// purged (kGone: the client would miss them), nor when it lies in a break
+// in history (kGone: the client saw events of a timeline lost in a restore).
+// Either way the client boots again.
 std::optional<chat::Error> CheckResumePoint(std::int64_t start, const storage::Head& head);
 
 // True when events after `cursor` have been purged (`purged_through` is

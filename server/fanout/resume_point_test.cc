@@ -63,6 +63,22 @@ TEST(ResumePoint, AStartBelowThePurgeHorizonIsGone) {
   EXPECT_FALSE(LostToPurge(4, 4)) << "events up to the horizon were delivered";
 }
 
+TEST(ResumePoint, AStartInsideABreakInHistoryIsGoneAndEitherSideOfItIsAccepted) {
+  storage::Head head;
+  head.last_seq = 1'000'000'000'120;
+  head.lost_after = 100;
+  head.lost_through = 1'000'000'000'100;
+  for (std::int64_t start : std::initializer_list<std::int64_t>{101, 150, 999'999'999'999}) {
+    auto refused = CheckResumePoint(start, head);
+    ASSERT_TRUE(refused) << start;
+    EXPECT_EQ(refused->kind, Error::Kind::kGone);
+  }
+  for (std::int64_t start :
+       std::initializer_list<std::int64_t>{0, 99, 100, 1'000'000'000'100, 1'000'000'000'120}) {
+    EXPECT_FALSE(CheckResumePoint(start, head)) << start;
+  }
+}
+
 TEST(ResumePoint, BootResumesFromTheHeadEvenWhenItsEventWasPurged) {
   EXPECT_EQ(BootResumePoint(storage::Head{10, 10}), 10);
   EXPECT_EQ(BootResumePoint(storage::Head{}), 0);

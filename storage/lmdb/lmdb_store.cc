@@ -239,7 +239,7 @@ class LmdbWriteTxn final : public WriteTxn {
   Status GetIdempotency(const std::string& sender, const std::string& key,
                         IdempotencyRecord* out) override {
     return Guard([&] {
-      const auto stored = tx().Get(kIdempotency, IdempotencyKey(sender, key));
+      const auto stored = tx().Get(kIdempotency, IdempotencyRecordKey(sender, key));
       if (!stored) return Status::NotFound("no idempotency record");
       const auto r = Decode<StoredIdempotency>(*stored);
       *out = IdempotencyRecord{sender, key, r.message_id, r.conversation, r.at, r.created_at};
@@ -410,7 +410,7 @@ class LmdbWriteTxn final : public WriteTxn {
   }
   Status PutIdempotency(const IdempotencyRecord& r) override {
     return Guard([&] {
-      tx().Put(kIdempotency, IdempotencyKey(r.sender, r.key),
+      tx().Put(kIdempotency, IdempotencyRecordKey(r.sender, r.key),
                Encode(StoredIdempotency{r.message_id, r.conversation, r.at, r.created_at}));
       return Status::Ok();
     });

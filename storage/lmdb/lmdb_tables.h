@@ -227,7 +227,7 @@ inline std::string ConversationMessageKey(const Message& m) {
 inline std::string DeletedKey(Micros deleted_at, char kind, std::string_view id) {
   return Encoder().Int(deleted_at).Raw(std::string(1, kind)).Raw(id).bytes();
 }
-inline std::string IdempotencyKey(std::string_view sender, std::string_view key) {
+inline std::string IdempotencyRecordKey(std::string_view sender, std::string_view key) {
   return Encoder().Str(sender).Raw(key).bytes();
 }
 
