@@ -30,17 +30,24 @@ void AddDuration(CLI::App& app, const std::string& flag, const std::string& env,
       ->type_name("DURATION");
 }
 
-}  // namespace
+constexpr const char* kDatabaseUrlHelp =
+    "sqlite:PATH, postgres://... or postgresql://..., lmdb:DIR";
 
-bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, int* exit_code) {
-  CLI::App app{"Quire, a self-hosted chat server", "quire"};
-  app.require_subcommand(1, 1);
-  CLI::App* serve = app.add_subcommand("serve", "Serve the chat API over HTTP");
-  serve
-      ->add_option("--database-url", config->database_url,
-                   "sqlite:PATH, postgres://... or postgresql://..., lmdb:DIR")
+void AddDatabaseUrl(CLI::App& command, std::string* url) {
+  command.add_option("--database-url", *url, kDatabaseUrlHelp)
       ->envname("QUIRE_DATABASE_URL")
       ->capture_default_str();
+}
+
+}  // namespace
+
+bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* exit_code) {
+  CLI::App app{"Quire, a self-hosted chat server", "quire"};
+  app.require_subcommand(1, 1);
+  ServeConfig serve_config;
+  ServeConfig* config = &serve_config;
+  CLI::App* serve = app.add_subcommand("serve", "Serve the chat API over HTTP");
+  AddDatabaseUrl(*serve, &config->database_url);
   serve->add_option("--address", config->address, "Listen address")
       ->envname("QUIRE_ADDRESS")
       ->capture_default_str();
@@ -100,6 +107,46 @@ bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, in
         if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) return "";
         return "--public-url must start with http:// or https://";
       });
+
+  MigrateConfig migrate_config;
+  CLI::App* migrate = app.add_subcommand(
+      "migrate",
+      "Copy a whole install from one database to another (any backend to any other), then "
+      "verify the copy; neither may be served meanwhile");
+  migrate
+      ->add_option("--from", migrate_config.from,
+                   "The database to copy: " + std::string(kDatabaseUrlHelp))
+      ->required();
+  migrate->add_option("--to", migrate_config.to, "The database to copy into (empty)")->required();
+  migrate->add_flag("--force", migrate_config.force,
+                    "Replace what the target holds (it is removed first)");
+  migrate->add_option("--batch", migrate_config.batch_rows, "Rows per transaction")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}))
+      ->capture_default_str();
+
+  BackupConfig backup_config;
+  CLI::App* backup = app.add_subcommand(
+      "backup", "Write a consistent copy of a SQLite or LMDB database while the server runs");
+  AddDatabaseUrl(*backup, &backup_config.database_url);
+  backup->add_option("--to", backup_config.to, "Where the copy goes (must not exist)")->required();
+
+  RestoreConfig restore_config;
+  CLI::App* restore = app.add_subcommand(
+      "restore",
+      "Put a backup in place of a database (not served meanwhile) and mark a break in "
+      "history, so no sequence number is used twice");
+  restore->add_option("--from", restore_config.from,
+                      "The backup: a file (SQLite), a directory (LMDB) or a database URL");
+  AddDatabaseUrl(*restore, &restore_config.database_url);
+  restore->add_flag("--mark", restore_config.mark,
+                    "Only mark the break in history, on a database restored by other means "
+                    "(pg_restore)");
+
+  CheckConfig check_config;
+  CLI::App* check = app.add_subcommand(
+      "check", "Check a database for consistency (not served meanwhile); one line per problem");
+  AddDatabaseUrl(*check, &check_config.database_url);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -115,12 +162,32 @@ bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, in
     for (char& c : message) {
       if (c == '\n') c = ' ';
     }
-    std::fprintf(stderr, "quire: %s (see quire serve --help)\n", message.c_str());
+    const std::string name =
+        app.get_subcommands().empty() ? "" : " " + app.get_subcommands().front()->get_name();
+    std::fprintf(stderr, "quire: %s (see quire%s --help)\n", message.c_str(), name.c_str());
     *exit_code = 2;
     return false;
   }
-  if (config->threads == 0) {
-    config->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (migrate->parsed()) {
+    *command = migrate_config;
+  } else if (backup->parsed()) {
+    *command = backup_config;
+  } else if (restore->parsed()) {
+    if (restore_config.mark != restore_config.from.empty()) {
+      std::fprintf(stderr,
+                   "quire: restore needs --from PATH, or --mark alone (see quire restore "
+                   "--help)\n");
+      *exit_code = 2;
+      return false;
+    }
+    *command = restore_config;
+  } else if (check->parsed()) {
+    *command = check_config;
+  } else {
+    if (config->threads == 0) {
+      config->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    }
+    *command = serve_config;
   }
   return true;
 }

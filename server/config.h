@@ -1,8 +1,12 @@
-// The command line of `quire serve`: options, their environment variables and
-// defaults (docs/configuration.md lists them).
+// The command line of quire: `quire serve` with its options, environment
+// variables and defaults (docs/configuration.md lists them), and the
+// maintenance commands migrate, backup, restore and check
+// (docs/operations.md).
 #pragma once
 
+#include <cstddef>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "server/chat/chat_service.h"
@@ -23,9 +27,38 @@ struct ServeConfig {
   chat::Policy policy;
 };
 
-// Parses `quire serve [options]`. Returns true to go on serving. Otherwise
+// quire migrate --from URL --to URL [--force]
+struct MigrateConfig {
+  std::string from;
+  std::string to;
+  bool force = false;
+  std::size_t batch_rows = 5000;
+};
+
+// quire backup --database-url URL --to PATH
+struct BackupConfig {
+  std::string database_url = "sqlite:quire.db";
+  std::string to;
+};
+
+// quire restore --from PATH --database-url URL [--force]
+// quire restore --mark --database-url URL
+struct RestoreConfig {
+  std::string from;
+  std::string database_url = "sqlite:quire.db";
+  bool mark = false;
+};
+
+// quire check --database-url URL
+struct CheckConfig {
+  std::string database_url = "sqlite:quire.db";
+};
+
+using Command = std::variant<ServeConfig, MigrateConfig, BackupConfig, RestoreConfig, CheckConfig>;
+
+// Parses the command line. Returns true to go on with *command. Otherwise
 // *exit_code says how to exit: 0 after --help, 2 after a usage error, which
 // has been reported in one line on stderr.
-bool ParseCommandLine(int argc, const char* const* argv, ServeConfig* config, int* exit_code);
+bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* exit_code);
 
 }  // namespace quire

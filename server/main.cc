@@ -10,12 +10,14 @@
 #include <mutex>
 #include <string_view>
 #include <thread>
+#include <variant>
 
 #include "server/api/api.h"
 #include "server/chat/chat_service.h"
 #include "server/chat/committer.h"
 #include "server/chat/secrets.h"
 #include "server/client_assets/asset_server.h"
+#include "server/commands/maintenance_commands.h"
 #include "server/config.h"
 #include "server/fanout/event_hub.h"
 #include "server/http/http_server.h"
@@ -85,6 +87,12 @@ std::size_t RaiseOpenFileLimit() {
   return static_cast<std::size_t>(limit.rlim_cur);
 }
 
+void RegisterBackends(quire::storage::Registry& registry) {
+  quire::storage::RegisterSqliteBackend(registry);
+  quire::storage::RegisterPostgresBackend(registry);
+  quire::storage::RegisterLmdbBackend(registry);
+}
+
 int Serve(const quire::ServeConfig& config) {
   using namespace quire;
   const std::size_t open_files = RaiseOpenFileLimit();
@@ -93,9 +101,7 @@ int Serve(const quire::ServeConfig& config) {
     return 1;
   }
   storage::Registry& registry = storage::Registry::Global();
-  storage::RegisterSqliteBackend(registry);
-  storage::RegisterPostgresBackend(registry);
-  storage::RegisterLmdbBackend(registry);
+  RegisterBackends(registry);
 
   std::unique_ptr<storage::Store> store;
   storage::Status status = registry.Open(config.database_url, &store);
@@ -207,17 +213,34 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 2 << 20);
   mallopt(M_TRIM_THRESHOLD, 4 << 20);
 
-  // Block the stop signals before any thread starts, so every thread inherits
-  // the mask and only sigwait in main sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  quire::ServeConfig config;
+  quire::Command command;
   int exit_code = 0;
-  if (!quire::ParseCommandLine(argc, argv, &config, &exit_code)) return exit_code;
-  return Serve(config);
+  if (!quire::ParseCommandLine(argc, argv, &command, &exit_code)) return exit_code;
+  signal(SIGPIPE, SIG_IGN);
+  if (const auto* config = std::get_if<quire::ServeConfig>(&command)) {
+    // Block the stop signals before any thread starts, so every thread
+    // inherits the mask and only sigwait in main sees them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    return Serve(*config);
+  }
+  // The maintenance commands stop at a signal as they are: what a write
+  // transaction had not committed is rolled back, and a copy cut short is
+  // recognized and started over when run again.
+  quire::storage::Registry& registry = quire::storage::Registry::Global();
+  RegisterBackends(registry);
+  using namespace quire::commands;
+  if (const auto* config = std::get_if<quire::MigrateConfig>(&command)) {
+    return Migrate(registry, *config);
+  }
+  if (const auto* config = std::get_if<quire::BackupConfig>(&command)) {
+    return Backup(registry, *config);
+  }
+  if (const auto* config = std::get_if<quire::RestoreConfig>(&command)) {
+    return Restore(registry, *config);
+  }
+  return Check(registry, std::get<quire::CheckConfig>(command));
 }
