@@ -5,14 +5,7 @@
 # GET /api/boot, and the server's peak RSS (VmHWM), on a database holding
 # EVENTS (default 1,000,000) message events.
 #
-# Seeding: a fresh server makes the user, its session and a conversation
-# through the API; the server is stopped; then EVENTS messages and their
-# `message sent` events are inserted directly with the sqlite3 CLI in one
-# transaction, exactly as SqliteStore::Apply would store them (messages row,
-# events row with kind 4, meta.last_seq advanced, conversation last_activity).
-# Through the API this would take EVENTS / (messages/s at 64 senders) — see
-# docs/benchmarks.md — which is too long for a 10-minute run. The direct
-# insert depends on the schema of storage/sqlite/sqlite_schema.cc (version 1).
+# The history is seeded by seed_history.sh (directly with sqlite3).
 #
 # Then a new server process starts on the seeded database and boot is timed
 # twice with curl (the first right after the start, the second warm); VmHWM is
@@ -24,7 +17,6 @@ work=${2:?usage: boot_bench.sh QUIRE_BIN WORKDIR [EVENTS]}
 events=${3:-1000000}
 mkdir -p "$work"
 db="$work/boot.db"
-rm -f "$db" "$db-wal" "$db-shm"
 
 server_pid=""
 stop_server() {
@@ -57,45 +49,11 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status"; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status"; }
 
-# --- a user, a session and a conversation, through the API ---
-start_server
+# --- the history: a user, a conversation, EVENTS messages ---
+"$(dirname "$0")/seed_history.sh" "$quire" "$work" "$db" "$events" | tee "$work/seed.out"
 jar="$work/boot-cookies"
-curl -sf -c "$jar" -H 'Content-Type: application/json' \
-  -d '{"name":"bench","password":"bench password 0123"}' \
-  "http://127.0.0.1:$port/api/setup" >"$work/setup.json"
-curl -sf -b "$jar" -H 'Content-Type: application/json' -d '{"name":"boot bench"}' \
-  "http://127.0.0.1:$port/api/conversations" >"$work/conversation.json"
-user=$(grep -o '"id":"U[^"]*"' "$work/setup.json" | head -1 | cut -d'"' -f4)
-conv=$(grep -o '"id":"C[^"]*"' "$work/conversation.json" | head -1 | cut -d'"' -f4)
-[[ -n "$user" && -n "$conv" ]] || { echo "boot_bench: setup failed" >&2; exit 1; }
-stop_server
-
-# --- EVENTS messages, inserted directly ---
-at=$(date +%s%6N)  # microseconds since the epoch: recent, so no TTL expires them
-filler="the quick brown fox jumps over the lazy dog; the quick brown fox jumps over the lazy dog; the quick brown fox jumps over the lazy dog; the quick brown fox jumps over the lazy"
-seed_start=$(date +%s.%N)
-sqlite3 "$db" >/dev/null <<SQL
-PRAGMA foreign_keys = ON;
-BEGIN IMMEDIATE;
-CREATE TEMP TABLE n (i INTEGER PRIMARY KEY);
-WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $events)
-INSERT INTO n SELECT i FROM c;
-INSERT INTO messages (id, conversation, sender, body, at)
-  SELECT printf('M%015d', i), '$conv', '$user', printf('%08d %s', i, '$filler'), $at + i FROM n;
-INSERT INTO events (seq, kind, at, entity, conversation, sender, text)
-  SELECT (SELECT value FROM meta WHERE key = 'last_seq') + i, 4, $at + i, printf('M%015d', i),
-         '$conv', '$user', printf('%08d %s', i, '$filler') FROM n;
-UPDATE meta SET value = value + $events WHERE key = 'last_seq';
-UPDATE conversations SET last_activity = $at + $events WHERE id = '$conv';
-COMMIT;
-PRAGMA wal_checkpoint(TRUNCATE);
-SQL
-seed_end=$(date +%s.%N)
-seed_s=$(awk "BEGIN {printf \"%.2f\", $seed_end - $seed_start}")
-db_mb=$(du -m "$db" | cut -f1)
 last_seq=$(sqlite3 "$db" "SELECT value FROM meta WHERE key = 'last_seq'")
-printf 'seeded %d message events directly with sqlite3 in %.1f s (database %s MiB, last_seq %s)\n' \
-  "$events" "$seed_s" "$db_mb" "$last_seq"
+seed_s=$(sed -n 's/^seeded .* in \([0-9.]*\) s.*/\1/p' "$work/seed.out")
 
 # --- boot, timed ---
 start_server

@@ -236,11 +236,13 @@ class WriteTxn {
 };
 
 // Who opens an engine: a server, which shares the store with other servers
-// of a multi-process engine, or a maintenance command (migrate, restore,
-// check), which must have it alone.
+// of a multi-process engine; a maintenance command (migrate, restore,
+// check), which must have it alone; or a backup, which only reads, beside
+// running servers.
 enum class EngineUse {
   kServe,
   kMaintain,
+  kBackup,
 };
 
 // Tells the chat rules how to drive an engine.
@@ -287,7 +289,8 @@ class Engine {
 
   // Takes the lock that keeps servers and maintenance commands apart, held
   // until the engine is destroyed: shared for kServe, exclusive for
-  // kMaintain, never waiting. Unavailable, saying who holds it, when the
+  // kMaintain, never waiting; kBackup must be let in beside servers (and may
+  // keep maintenance commands out). Unavailable, saying who holds it, when the
   // other kind has the store open (a server runs on it, or a migration,
   // restore or check does). Called once, by the engine's factory right
   // after the engine opened. The default takes no lock and answers OK.

@@ -101,7 +101,7 @@ int Backup(const storage::Registry& registry, const BackupConfig& config) {
   std::unique_ptr<storage::Engine> engine;
   // Shared with running servers: a backup is taken while they write.
   if (!Exists("backup", config.database_url)) return 1;
-  if (!Open(registry, "backup", config.database_url, EngineUse::kServe, &engine)) return 1;
+  if (!Open(registry, "backup", config.database_url, EngineUse::kBackup, &engine)) return 1;
   if (Status s = engine->Backup(config.to); !s.ok()) return Fail("backup", s.message());
   engine.reset();
   // The copy must open as a store of its own.

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -158,6 +159,10 @@ struct RunResult {
 };
 RunResult RunQuire(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
                    const std::vector<std::string>& env = {});
+// As RunQuire, but kills it (SIGKILL) as soon as `kill_when` holds (polled
+// every millisecond): to interrupt a command at a point the test watches for.
+RunResult RunQuireUntil(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                        const std::function<bool()>& kill_when);
 
 // ---------------------------------------------------------------------------
 // HTTP

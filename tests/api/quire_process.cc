@@ -319,15 +319,32 @@ void QuireProcess::Kill() {
   return Start();
 }
 
-RunResult RunQuire(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
-                   const std::vector<std::string>& env) {
+namespace {
+
+// Runs quire to completion, or kills it when `kill_when` (if set) holds.
+RunResult RunWatched(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                     const std::vector<std::string>& env, const std::function<bool()>& kill_when) {
   TempDir dir;
   std::vector<std::string> argv = {QuireBin()};
   argv.insert(argv.end(), args.begin(), args.end());
   std::string out = dir.path() + "/stdout", err = dir.path() + "/stderr";
   pid_t pid = Spawn(argv, env, out, err);
   RunResult result;
-  if (auto st = WaitFor(pid, timeout)) {
+  std::optional<ExitStatus> ended;
+  if (kill_when) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!ended && std::chrono::steady_clock::now() < deadline) {
+      if (kill_when()) {
+        kill(pid, SIGKILL);
+        ended = WaitFor(pid, 10s);
+        break;
+      }
+      ended = WaitFor(pid, 1ms);
+    }
+  } else {
+    ended = WaitFor(pid, timeout);
+  }
+  if (auto st = ended) {
     result.status = *st;
   } else {
     kill(pid, SIGKILL);
@@ -342,6 +359,18 @@ RunResult RunQuire(const std::vector<std::string>& args, std::chrono::millisecon
                   << Clip(report, 16000);
   }
   return result;
+}
+
+}  // namespace
+
+RunResult RunQuire(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                   const std::vector<std::string>& env) {
+  return RunWatched(args, timeout, env, nullptr);
+}
+
+RunResult RunQuireUntil(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
+                        const std::function<bool()>& kill_when) {
+  return RunWatched(args, timeout, {}, kill_when);
 }
 
 }  // namespace quire::apitest
