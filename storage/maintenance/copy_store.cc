@@ -1,9 +1,13 @@
 #include "storage/maintenance/copy_store.h"
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "storage/maintenance/history_break.h"
 #include "storage/maintenance/progress.h"
@@ -85,14 +89,63 @@ Status HoldsAny(RecordReader& reader, std::nullptr_t, bool* any) {
 
 // Writes one page of records (or events) in one target transaction.
 template <typename Record>
-Status WritePage(Engine& target, const std::vector<Record>& page,
+Status WritePage(Engine& target, std::vector<Record>&& page,
                  std::vector<Record> RecordBatch::*field,
                  const std::function<void(std::size_t)>& copied) {
+  const std::size_t rows = page.size();
   RecordBatch batch;
-  batch.*field = page;
+  batch.*field = std::move(page);
   Status s = WriteInOneTransaction(target, [&](WriteTxn& txn) { return txn.InsertRecords(batch); });
-  if (s.ok()) copied(page.size());
+  if (s.ok()) copied(rows);
   return s;
+}
+
+// Runs `read` (which hands each page it reads to its argument) on a thread
+// of its own, and `write` on the caller's for each page, at most two pages
+// apart: the source's reads overlap the target's writes.
+template <typename Page, typename Read, typename Write>
+Status Pipelined(Read read, Write write) {
+  std::mutex mu;
+  std::condition_variable changed;
+  std::deque<Page> pages;  // guarded by mu
+  bool reading = true;     // guarded by mu
+  bool stop = false;       // guarded by mu: the writer failed
+  Status read_status;
+  std::thread reader([&] {
+    Status s = read([&](Page& page) {
+      std::unique_lock<std::mutex> lock(mu);
+      changed.wait(lock, [&] { return pages.size() < 2 || stop; });
+      if (stop) return Status::Invalid("the copy stopped");
+      pages.push_back(std::move(page));
+      changed.notify_all();
+      return Status::Ok();
+    });
+    std::lock_guard<std::mutex> lock(mu);
+    read_status = s;
+    reading = false;
+    changed.notify_all();
+  });
+  Status write_status;
+  for (;;) {
+    Page page;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      changed.wait(lock, [&] { return !pages.empty() || !reading; });
+      if (pages.empty()) break;
+      page = std::move(pages.front());
+      pages.pop_front();
+      changed.notify_all();
+    }
+    write_status = write(std::move(page));
+    if (!write_status.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      stop = true;
+      changed.notify_all();
+      break;
+    }
+  }
+  reader.join();
+  return write_status.ok() ? read_status : write_status;
 }
 
 // Copies one table, a page per target transaction.
@@ -100,17 +153,19 @@ template <typename Record, typename Key>
 Status CopyTable(Engine& source, Engine& target, ListFunction<Record, Key> list,
                  std::vector<Record> RecordBatch::*field, std::int64_t, std::size_t page_size,
                  const std::function<void(std::size_t)>& copied) {
-  return ForEachPage(source, list, page_size, [&](const std::vector<Record>& page) {
-    return WritePage(target, page, field, copied);
-  });
+  return Pipelined<std::vector<Record>>(
+      [&](auto hand_over) { return ForEachPage(source, list, page_size, hand_over); },
+      [&](std::vector<Record>&& page) {
+        return WritePage(target, std::move(page), field, copied);
+      });
 }
 
 Status CopyTable(Engine& source, Engine& target, std::nullptr_t,
                  std::vector<Event> RecordBatch::*field, std::int64_t upto, std::size_t page_size,
                  const std::function<void(std::size_t)>& copied) {
-  return ForEachEventPage(source, upto, page_size, [&](const std::vector<Event>& page) {
-    return WritePage(target, page, field, copied);
-  });
+  return Pipelined<std::vector<Event>>(
+      [&](auto hand_over) { return ForEachEventPage(source, upto, page_size, hand_over); },
+      [&](std::vector<Event>&& page) { return WritePage(target, std::move(page), field, copied); });
 }
 
 void Log(const CopyOptions& options, const std::string& line) {

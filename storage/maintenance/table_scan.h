@@ -39,9 +39,9 @@ inline IdempotencyKey KeyOf(const IdempotencyRecord& r) {
 template <typename Record, typename Key>
 using ListFunction = Status (RecordReader::*)(const Key&, std::size_t, std::vector<Record>*);
 
-// Calls visit(const std::vector<Record>&) for each page of the table that
-// `list` lists, in the engine's key order, until a page is short or visit
-// answers non-OK.
+// Calls visit(std::vector<Record>&) for each page of the table that `list`
+// lists, in the engine's key order, until a page is short or visit answers
+// non-OK. Visit may move the page away.
 template <typename Record, typename Key, typename Visit>
 Status ForEachPage(Engine& engine, ListFunction<Record, Key> list, std::size_t page_size,
                    Visit visit) {
@@ -55,8 +55,9 @@ Status ForEachPage(Engine& engine, ListFunction<Record, Key> list, std::size_t p
     }
     if (page.empty()) return Status::Ok();
     after = KeyOf(page.back());
-    if (Status s = visit(page); !s.ok()) return s;
-    if (page.size() < page_size) return Status::Ok();
+    const bool last = page.size() < page_size;
+    if (Status s = visit(page); !s.ok()) return s;  // may move the page away
+    if (last) return Status::Ok();
   }
 }
 
@@ -74,8 +75,9 @@ Status ForEachEventPage(Engine& engine, std::int64_t upto, std::size_t page_size
     }
     if (page.empty()) return Status::Ok();
     after = page.back().seq;
-    if (Status s = visit(page); !s.ok()) return s;
-    if (page.size() < page_size) return Status::Ok();
+    const bool last = page.size() < page_size;
+    if (Status s = visit(page); !s.ok()) return s;  // may move the page away
+    if (last) return Status::Ok();
   }
   return Status::Ok();
 }
