@@ -102,6 +102,11 @@ CREATE TABLE idempotency (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX idempotency_by_created_at ON idempotency (created_at);
 )sql",
+    // 2: the break in history that quire restore marks (Head::lost_after and
+    // lost_through); 0 and 0 while the history never broke.
+    R"sql(
+INSERT INTO meta (key, value) VALUES ('lost_after', 0), ('lost_through', 0);
+)sql",
 };
 
 constexpr int kMigrationCount = static_cast<int>(std::size(kMigrations));

@@ -10,7 +10,7 @@
 namespace quire::storage::sqlite {
 
 // The schema version this build writes (PRAGMA user_version).
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 // PRAGMA application_id of a Quire database: "Quir".
 inline constexpr std::int64_t kApplicationId = 0x51756972;
 // How long a connection waits for a lock held by another connection.

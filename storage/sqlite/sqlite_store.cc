@@ -1,9 +1,15 @@
 #include "storage/sqlite/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <mutex>
@@ -13,6 +19,7 @@
 
 #include "storage/chat_rules.h"
 #include "storage/engine.h"
+#include "storage/local_files.h"
 #include "storage/sqlite/sqlite_db.h"
 #include "storage/sqlite/sqlite_schema.h"
 
@@ -26,6 +33,8 @@ using sqlite::Stmt;
 // Idle read connections kept for reuse; more are opened under load and closed
 // when returned beyond this number.
 constexpr std::size_t kMaxIdleReaders = 8;
+// Pages a backup copies per step.
+constexpr int kBackupPagesPerStep = 1024;
 
 // Runs `fn`, turning anything thrown into a Status.
 template <typename Fn>
@@ -37,6 +46,12 @@ Status Guarded(Fn&& fn) {
   } catch (const std::exception& e) {
     return Status::IoError(std::string("SQLite backend: ") + e.what());
   }
+}
+
+// A limit as SQLite binds it.
+std::int64_t Bounded(std::size_t limit) {
+  const auto max = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(std::min(limit, max));
 }
 
 // ---- Row mapping (column orders match the SELECTs below) ----
@@ -61,6 +76,17 @@ Message MessageFrom(const Stmt& q) {
   return Message{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Int(4), q.OptInt(5)};
 }
 
+IdempotencyRecord IdempotencyFrom(const Stmt& q) {
+  return IdempotencyRecord{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Int(4), q.Int(5)};
+}
+
+// The two queries of a listing by primary key: the first page, and a page
+// after the key ?1. "" is a key SQLite can store, so the first page is not
+// "key > ''"; both walk the primary key's index.
+#define QUIRE_SQLITE_PAGES(columns, table, key)                  \
+  "SELECT " columns " FROM " table " ORDER BY " key " LIMIT ?2", \
+      "SELECT " columns " FROM " table " WHERE " key " > ?1 ORDER BY " key " LIMIT ?2"
+
 // The reads, on one connection: a pooled reader (each statement its own
 // short read transaction, ended when the statement is reset), or the writer
 // inside a batch.
@@ -78,16 +104,17 @@ class SqliteRecords final : public RecordReader {
     return Guarded([&] {
       Stmt q(db_,
              "SELECT (SELECT value FROM meta WHERE key = 'last_seq'),"
-             "       (SELECT value FROM meta WHERE key = 'purged_through')");
+             "       (SELECT value FROM meta WHERE key = 'purged_through'),"
+             "       (SELECT value FROM meta WHERE key = 'lost_after'),"
+             "       (SELECT value FROM meta WHERE key = 'lost_through')");
       if (!q.Next()) return Status::Corrupt("SQLite database '" + path_ + "': meta is empty");
-      *out = Head{q.Int(0), q.Int(1)};
+      *out = Head{q.Int(0), q.Int(1), q.Int(2), q.Int(3)};
       return Status::Ok();
     });
   }
   Status ReadEvents(std::int64_t after, std::int64_t upto, std::size_t limit,
                     std::vector<Event>* out) override {
-    const auto max_limit = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
-    const auto bounded = static_cast<std::int64_t>(std::min(limit, max_limit));
+    const std::int64_t bounded = Bounded(limit);
     return Guarded([&] {
       Stmt q(db_,
              "SELECT seq, kind, at, entity, conversation, sender, text, deleted_at FROM events "
@@ -141,6 +168,44 @@ class SqliteRecords final : public RecordReader {
                id, "no message " + id, out, MessageFrom);
   }
 
+  Status ListUsers(const std::string& after, std::size_t limit, std::vector<User>* out) override {
+    return Page(QUIRE_SQLITE_PAGES("id, name, canonical, password_hash, created_at", "users", "id"),
+                after.empty(), limit, out, UserFrom, after);
+  }
+  Status ListSessions(const std::string& after, std::size_t limit,
+                      std::vector<Session>* out) override {
+    return Page(
+        QUIRE_SQLITE_PAGES("token_hash, user_id, created_at, last_used", "sessions", "token_hash"),
+        after.empty(), limit, out, SessionFrom, after);
+  }
+  Status ListInvitations(const std::string& after, std::size_t limit,
+                         std::vector<Invitation>* out) override {
+    return Page(QUIRE_SQLITE_PAGES("id, issuer_id, issued_at, used", "invitations", "id"),
+                after.empty(), limit, out, InvitationFrom, after);
+  }
+  Status ListConversations(const std::string& after, std::size_t limit,
+                           std::vector<Conversation>* out) override {
+    return Page(QUIRE_SQLITE_PAGES("id, name, canonical, created_at, last_activity, deleted_at",
+                                   "conversations", "id"),
+                after.empty(), limit, out, ConversationFrom, after);
+  }
+  Status ListMessages(const std::string& after, std::size_t limit,
+                      std::vector<Message>* out) override {
+    return Page(
+        QUIRE_SQLITE_PAGES("id, conversation, sender, body, at, deleted_at", "messages", "id"),
+        after.empty(), limit, out, MessageFrom, after);
+  }
+  Status ListIdempotency(const IdempotencyKey& after, std::size_t limit,
+                         std::vector<IdempotencyRecord>* out) override {
+    // A row-value comparison walks the (sender, key) primary key too.
+    return Page(
+        "SELECT sender, key, message_id, conversation, at, created_at FROM idempotency "
+        "ORDER BY sender, key LIMIT ?3",
+        "SELECT sender, key, message_id, conversation, at, created_at FROM idempotency "
+        "WHERE (sender, key) > (?1, ?2) ORDER BY sender, key LIMIT ?3",
+        after.empty(), limit, out, IdempotencyFrom, after.sender, after.key);
+  }
+
   // Runs a one-row query bound to `key`; NotFound(missing) without a row.
   template <typename T, typename Map>
   Status One(const char* sql, const std::string& key, const std::string& missing, T* out, Map map) {
@@ -153,10 +218,25 @@ class SqliteRecords final : public RecordReader {
   }
 
  private:
+  // Binds the key parameters `after` and the limit after them; runs
+  // `first` (which ignores the keys) when from_start, `next` otherwise.
+  template <typename T, typename Map, typename... Keys>
+  Status Page(const char* first, const char* next, bool from_start, std::size_t limit,
+              std::vector<T>* out, Map map, const Keys&... after) {
+    return Guarded([&] {
+      Stmt q(db_, from_start ? first : next);
+      q.Bind(after..., Bounded(limit));
+      while (q.Next()) out->push_back(map(q));
+      return Status::Ok();
+    });
+  }
+
   Db& db_;
   const std::string& path_;
   const std::function<void()> on_end_;
 };
+
+#undef QUIRE_SQLITE_PAGES
 
 // Appends the first column of every row of `q` to *ids.
 void CollectIds(Stmt& q, std::vector<std::string>* ids) {
@@ -350,17 +430,25 @@ class SqliteWriteTxn final : public WriteTxn {
 
   Status SetHead(const Head& head) override {
     return Run(
-        "UPDATE meta SET value = CASE key WHEN 'last_seq' THEN ?1 ELSE ?2 END "
-        "WHERE key IN ('last_seq', 'purged_through')",
-        head.last_seq, head.purged_through);
+        "UPDATE meta SET value = CASE key WHEN 'last_seq' THEN ?1 WHEN 'purged_through' THEN ?2 "
+        "WHEN 'lost_after' THEN ?3 ELSE ?4 END "
+        "WHERE key IN ('last_seq', 'purged_through', 'lost_after', 'lost_through')",
+        head.last_seq, head.purged_through, head.lost_after, head.lost_through);
+  }
+
+  Status RemoveEverything() override {
+    // Children before their parents, for the foreign keys.
+    Status s = Guarded([&] {
+      db_.Exec(
+          "DELETE FROM sessions; DELETE FROM invitations; DELETE FROM idempotency; "
+          "DELETE FROM events; DELETE FROM messages; DELETE FROM conversations; "
+          "DELETE FROM users");
+      return Status::Ok();
+    });
+    return s.ok() ? SetHead(Head{}) : s;
   }
 
  private:
-  static std::int64_t Bounded(std::size_t limit) {
-    const auto max = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
-    return static_cast<std::int64_t>(std::min(limit, max));
-  }
-
   template <typename... Args>
   Status Run(const char* sql, const Args&... args) {
     return Guarded([&] {
@@ -392,6 +480,34 @@ class SqliteWriteTxn final : public WriteTxn {
   Db& db_;
   SqliteRecords records_;
 };
+
+// ---- Maintenance helpers ----
+
+// Permissions for a file made beside the database (its lock file, a
+// backup): the database's for group and others, read and write for the
+// owner, who opens it again.
+mode_t FileMode(const std::string& path) {
+  struct stat st;
+  return (stat(path.c_str(), &st) == 0 ? (st.st_mode & 0066) : 0) | 0600;
+}
+
+// One line for a row PRAGMA foreign_key_check reported, naming the row by
+// its key where the table is known.
+std::string ForeignKeyProblem(Db& db, const std::string& table, std::int64_t rowid,
+                              const std::string& parent) {
+  const char* sql = nullptr;
+  if (table == "messages") sql = "SELECT id, conversation FROM messages WHERE rowid = ?1";
+  if (table == "sessions") sql = "SELECT token_hash, user_id FROM sessions WHERE rowid = ?1";
+  if (sql != nullptr) {
+    Stmt q(db, sql);
+    if (q.Bind(rowid).Next()) {
+      return "SQLite foreign key: " + table + " " + q.Text(0) + " refers to " + q.Text(1) +
+             ", which is not in " + parent;
+    }
+  }
+  return "SQLite foreign key: " + table + " rowid " + std::to_string(rowid) +
+         " refers to a row that is not in " + parent;
+}
 
 class SqliteEngine final : public Engine {
  public:
@@ -431,7 +547,105 @@ class SqliteEngine final : public Engine {
     });
   }
 
+  // flock on a file beside the database: SQLite's own locks are POSIX fcntl
+  // locks, which closing any descriptor of the database file would drop.
+  Status Hold(EngineUse use) override {
+    return hold_.Take(path_ + "-lock", O_RDONLY | O_CREAT, FileMode(path_), use,
+                      "SQLite database '" + path_ + "'");
+  }
+
+  // The online backup API, from a connection of its own inside one read
+  // transaction: with WAL that is one snapshot, which the writer does not
+  // wait for, and a commit between two steps does not restart the copy.
+  Status Backup(const std::string& path) override {
+    const std::string what = "backup of SQLite database '" + path_ + "' to '" + path + "'";
+    if (path.empty()) return Status::Invalid("the backup path is empty");
+    for (const char* suffix : {"-journal", "-wal"}) {
+      std::error_code ignored;
+      if (std::filesystem::exists(path + suffix, ignored)) {
+        return Status::Invalid(what + ": '" + path + suffix + "' exists; remove it first");
+      }
+    }
+    // O_EXCL: never over an existing file, nor one another backup just made.
+    const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FileMode(path_));
+    if (fd < 0) {
+      if (errno == EEXIST) return Status::Invalid(what + ": '" + path + "' exists");
+      return Status::Unavailable(what + ": cannot create it: " + std::strerror(errno));
+    }
+    close(fd);  // no connection has it open yet, so no lock is dropped
+    Status s = Guarded([&] {
+      CopyTo(path);
+      // The copy's data is synced by its commit; its directory entry is not.
+      const std::string dir = std::filesystem::path(path).parent_path().string();
+      return SyncPath(dir.empty() ? "." : dir);
+    });
+    if (!s.ok()) {
+      std::error_code ignored;
+      for (const char* suffix : {"", "-journal", "-wal", "-shm"}) {
+        std::filesystem::remove(path + suffix, ignored);
+      }
+    }
+    return s;
+  }
+
+  Status CheckIntegrity(std::vector<std::string>* problems) override {
+    return Guarded([&] {
+      std::unique_ptr<Db> db = AcquireReader();
+      {
+        Stmt q(*db, "PRAGMA integrity_check");
+        while (q.Next()) {
+          // A row may hold several lines, the first naming the schema.
+          std::string lines = q.Text(0);
+          for (std::size_t start = 0; start < lines.size();) {
+            std::size_t end = lines.find('\n', start);
+            if (end == std::string::npos) end = lines.size();
+            const std::string line = lines.substr(start, end - start);
+            if (line != "ok" && !line.starts_with("*** in database")) {
+              problems->push_back("SQLite integrity_check: " + line);
+            }
+            start = end + 1;
+          }
+        }
+      }
+      {
+        Stmt q(*db, "PRAGMA foreign_key_check");
+        while (q.Next()) {
+          problems->push_back(ForeignKeyProblem(*db, q.Text(0), q.Int(1), q.Text(2)));
+        }
+      }
+      ReleaseReader(std::move(db));
+      return Status::Ok();
+    });
+  }
+
  private:
+  // Copies the database into the empty file `path` and checks that the
+  // copy is a Quire database of the same schema. Throws.
+  void CopyTo(const std::string& path) {
+    Db source(path_, SQLITE_OPEN_READONLY);
+    sqlite::PrepareReader(source);
+    source.Exec("BEGIN");
+    // The first read starts the read transaction the whole copy runs in.
+    const std::int64_t application_id = source.QueryInt("PRAGMA application_id");
+    const std::int64_t version = source.QueryInt("PRAGMA user_version");
+    Db copy(path, SQLITE_OPEN_READWRITE);
+    sqlite3_backup* backup = sqlite3_backup_init(copy.handle(), "main", source.handle(), "main");
+    if (backup == nullptr) copy.Fail(sqlite3_extended_errcode(copy.handle()), "backup init");
+    int rc = SQLITE_OK;
+    while (rc == SQLITE_OK) rc = sqlite3_backup_step(backup, kBackupPagesPerStep);
+    const int finished = sqlite3_backup_finish(backup);
+    if (rc != SQLITE_DONE) copy.Fail(rc, "backup step");
+    if (finished != SQLITE_OK) copy.Fail(finished, "backup finish");
+    source.Exec("COMMIT");
+    if (application_id != sqlite::kApplicationId ||
+        copy.QueryInt("PRAGMA application_id") != application_id ||
+        copy.QueryInt("PRAGMA user_version") != version) {
+      throw SqlFailure{Status::Corrupt("the backup '" + path +
+                                       "' is not a Quire database of schema version " +
+                                       std::to_string(version))};
+    }
+  }
+
   std::unique_ptr<Db> AcquireReader() {
     {
       std::lock_guard<std::mutex> lock(readers_mu_);
@@ -452,6 +666,7 @@ class SqliteEngine final : public Engine {
   }
 
   const std::string path_;
+  ServingLock hold_;            // declared first: released after the writer closes
   std::unique_ptr<Db> writer_;  // used by one WriteTxn at a time (the rules serialize batches)
 
   std::mutex readers_mu_;
@@ -460,33 +675,44 @@ class SqliteEngine final : public Engine {
 
 }  // namespace
 
-Status OpenSqliteStore(const std::string& path, std::unique_ptr<Store>* out) {
+Status OpenSqliteEngine(const std::string& path, EngineUse use, std::unique_ptr<Engine>* out) {
   if (path.empty()) return Status::Invalid("SQLite database path is empty");
   if (path == ":memory:" || path.starts_with("file::memory:")) {
     return Status::Invalid(
         "in-memory SQLite databases are not supported (readers need a shared file)");
   }
-  std::unique_ptr<Engine> engine;
-  Status s = Guarded([&] {
+  return Guarded([&] {
     auto writer = std::make_unique<Db>(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    sqlite::PrepareWriter(*writer, path);
-    engine = std::make_unique<SqliteEngine>(path, std::move(writer));
+    Db& db = *writer;
+    auto engine = std::make_unique<SqliteEngine>(path, std::move(writer));
+    // Held before the schema is read or migrated: a server must not touch a
+    // database that a restore is rewriting.
+    if (Status s = engine->Hold(use); !s.ok()) return s;
+    sqlite::PrepareWriter(db, path);
+    *out = std::move(engine);
     return Status::Ok();
   });
-  if (!s.ok()) return s;
+}
+
+Status OpenSqliteStore(const std::string& path, std::unique_ptr<Store>* out) {
+  std::unique_ptr<Engine> engine;
+  if (Status s = OpenSqliteEngine(path, EngineUse::kServe, &engine); !s.ok()) return s;
   return OpenEngineStore(std::move(engine), out);
 }
 
 void RegisterSqliteBackend(Registry& registry) {
-  registry.Register("sqlite", [](const std::string& url, std::unique_ptr<Store>* out) {
-    constexpr std::string_view kPrefix = "sqlite:";
-    if (!url.starts_with(kPrefix)) {
-      return Status::Invalid("not a SQLite database URL: '" + url + "'");
-    }
-    const std::string path = url.substr(kPrefix.size());
-    if (path.empty()) return Status::Invalid("database URL 'sqlite:' has no path (sqlite:PATH)");
-    return OpenSqliteStore(path, out);
-  });
+  registry.RegisterEngine(
+      "sqlite", [](const std::string& url, EngineUse use, std::unique_ptr<Engine>* out) {
+        constexpr std::string_view kPrefix = "sqlite:";
+        if (!url.starts_with(kPrefix)) {
+          return Status::Invalid("not a SQLite database URL: '" + url + "'");
+        }
+        const std::string path = url.substr(kPrefix.size());
+        if (path.empty()) {
+          return Status::Invalid("database URL 'sqlite:' has no path (sqlite:PATH)");
+        }
+        return OpenSqliteEngine(path, use, out);
+      });
 }
 
 }  // namespace quire::storage

@@ -17,18 +17,29 @@
 #include <memory>
 #include <string>
 
+#include "storage/engine.h"
 #include "storage/registry.h"
 #include "storage/status.h"
 #include "storage/store.h"
 
 namespace quire::storage {
 
-// Opens (creating and migrating as needed) the SQLite store at `path`.
-// Invalid for an empty path or ":memory:"; Unavailable when the file cannot be
-// opened or written (missing directory, permissions, locked by another
-// process); Corrupt when the file is not a SQLite database, is another
-// application's database, or has a schema newer than this build knows.
+// Opens (creating and migrating as needed) the SQLite store at `path`, for
+// serving (EngineUse::kServe). Invalid for an empty path or ":memory:";
+// Unavailable when the file cannot be opened or written (missing directory,
+// permissions, locked by another process) or a maintenance command holds it;
+// Corrupt when the file is not a SQLite database, is another application's
+// database, or has a schema newer than this build knows.
 Status OpenSqliteStore(const std::string& path, std::unique_ptr<Store>* out);
+
+// Opens the same as an Engine for `use` and holds it (Engine::Hold): a
+// shared or exclusive flock on PATH-lock, a file beside the database, created
+// when missing. Unavailable, saying who has it, when a server (for
+// kMaintain) or a maintenance command (for kServe) holds it already.
+// Backup(path) writes a new file `path` (refused when it exists) with
+// SQLite's online backup while servers keep writing; CheckIntegrity reports
+// PRAGMA integrity_check and foreign_key_check.
+Status OpenSqliteEngine(const std::string& path, EngineUse use, std::unique_ptr<Engine>* out);
 
 // Registers the "sqlite" scheme with `registry`.
 void RegisterSqliteBackend(Registry& registry);

@@ -1,7 +1,9 @@
 // Tests of the SQLite backend on real files: opening, refusing, migrating,
-// each operation's outcomes, tombstones, retention, idempotency, batches and
-// concurrency. (The backend-independent properties are also checked by the
-// conformance suite in conformance_tests/.)
+// each operation's outcomes, tombstones, retention, idempotency, batches,
+// concurrency, and the maintenance functions of the engine (listings,
+// copying in, wiping, the serving lock, backups, integrity checks). (The
+// backend-independent properties are also checked by the conformance suite
+// in conformance_tests/.)
 #include "storage/sqlite/sqlite_store.h"
 
 #include <gtest/gtest.h>
@@ -17,7 +19,9 @@
 #include <set>
 #include <thread>
 
+#include "storage/chat_rules.h"
 #include "storage/registry.h"
+#include "tests/support/engine_samples.h"
 
 namespace quire::storage {
 namespace {
@@ -131,7 +135,7 @@ class SqliteStoreTest : public ::testing::Test {
 
 TEST_F(SqliteStoreTest, OpensWithWalAndSchemaVersion) {
   EXPECT_EQ(RawQuery(path_, "PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "1");
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
   EXPECT_EQ(RawQuery(path_, "PRAGMA application_id"), std::to_string(0x51756972));
   const Capabilities caps = store_->capabilities();
   EXPECT_FALSE(caps.multi_process_writers);
@@ -233,6 +237,12 @@ TEST_F(SqliteStoreTest, RegistryUrls) {
   s = registry.Open("sqlite:" + relative, &store);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(fs::exists(dir_ + "/relative.db"));
+  store.reset();
+  // The maintenance commands open the engine.
+  std::unique_ptr<Engine> engine;
+  s = registry.OpenEngine("sqlite:" + relative, EngineUse::kMaintain, &engine);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(registry.Open("sqlite:" + relative, &store).IsUnavailable());
 }
 
 // Reads run while another connection holds the write lock (WAL).
@@ -587,6 +597,169 @@ TEST_F(SqliteStoreTest, WaitForCommitWakesOnCommit) {
   EXPECT_NE(g1, g0);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_EQ(store_->CommitGeneration(), g1);
+}
+
+// ---- Maintenance (engine interface version 2) ----
+
+std::unique_ptr<Engine> OpenEngine(const std::string& path, EngineUse use = EngineUse::kServe) {
+  std::unique_ptr<Engine> engine;
+  const Status s = OpenSqliteEngine(path, use, &engine);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return engine;
+}
+
+TEST_F(SqliteStoreTest, HeadBreakRoundTripsAndSurvivesReopen) {
+  store_.reset();
+  const Head marked{40, 12, 20, 1000};
+  testing::ExpectSetHead(*OpenEngine(path_), marked);
+  EXPECT_EQ(testing::ReadHead(*OpenEngine(path_)), marked);
+  // The chat rules keep the break when they move the head.
+  Open();
+  EXPECT_EQ(GetHead(), marked);
+  Write w = Apply(op::Setup{MakeUser(1, "alice", 100), MakeSession(1, Id('U', 1), 100)});
+  EXPECT_EQ(w.last_seq, 41);
+  EXPECT_EQ(GetHead(), (Head{41, 12, 20, 1000}));
+}
+
+// A database of schema 1 gets the break fields, 0 and 0, and keeps them.
+TEST_F(SqliteStoreTest, MigratesSchema1) {
+  store_.reset();
+  RawExec(path_,
+          "DELETE FROM meta WHERE key IN ('lost_after', 'lost_through'); "
+          "PRAGMA user_version = 1");
+  std::unique_ptr<Engine> engine = OpenEngine(path_);
+  EXPECT_EQ(RawQuery(path_, "PRAGMA user_version"), "2");
+  EXPECT_EQ(testing::ReadHead(*engine), Head{});
+  testing::ExpectSetHead(*engine, Head{3, 1, 2, 50});
+}
+
+TEST_F(SqliteStoreTest, ListingsPageThroughEverythingOnce) {
+  store_.reset();
+  std::unique_ptr<Engine> engine = OpenEngine(path_);
+  testing::ExpectListingsOfSample(*engine);
+  // In key order: ids bytewise, idempotency by (sender, key).
+  std::unique_ptr<RecordReader> reader;
+  ASSERT_TRUE(engine->BeginRead(&reader).ok());
+  std::vector<User> users;
+  ASSERT_TRUE(reader->ListUsers("", 100, &users).ok());
+  std::vector<std::string> ids;
+  for (const User& u : users) ids.push_back(u.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"U1", "U2", "U3", "U4", "U5", "U6", "U7"}));
+  users.clear();
+  ASSERT_TRUE(reader->ListUsers("U3", 2, &users).ok());
+  ASSERT_EQ(users.size(), 2u);
+  EXPECT_EQ(users[0].id, "U4");
+  std::vector<IdempotencyRecord> keys;
+  ASSERT_TRUE(reader->ListIdempotency(IdempotencyKey{"U10", "a"}, 3, &keys).ok());
+  ASSERT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys[0].sender + "/" + keys[0].key, "U10/b");
+  EXPECT_EQ(keys[1].sender + "/" + keys[1].key, "U2/k1");
+  EXPECT_EQ(keys[2].sender + "/" + keys[2].key, "U2/zz");
+}
+
+TEST_F(SqliteStoreTest, RemoveEverythingLeavesANewStore) {
+  testing::RunWorkload(*store_);
+  store_.reset();
+  testing::ExpectRemoveEverythingEmpties(*OpenEngine(path_, EngineUse::kMaintain));
+  for (const char* table :
+       {"users", "sessions", "invitations", "conversations", "messages", "events", "idempotency"}) {
+    EXPECT_EQ(RawQuery(path_, std::string("SELECT count(*) FROM ") + table), "0") << table;
+  }
+  Open();
+  Write setup = Apply(op::Setup{MakeUser(1, "alice", 100), MakeSession(1, Id('U', 1), 100)});
+  EXPECT_EQ(setup.last_seq, 1);
+}
+
+TEST_F(SqliteStoreTest, InsertRecordsCopiesAStoreThatThenServes) {
+  testing::RunWorkload(*store_);
+  testing::Contents source;
+  // A second engine for kServe beside the open store: servers share.
+  ASSERT_TRUE(testing::ReadContents(*OpenEngine(path_), 2, &source).ok());
+  ASSERT_FALSE(source.events.empty());
+  const std::string copy = dir_ + "/copy.db";
+  testing::ExpectCopies(source, *OpenEngine(copy, EngineUse::kMaintain));
+  std::unique_ptr<Store> served;
+  ASSERT_TRUE(OpenSqliteStore(copy, &served).ok());
+  testing::ExpectServes(*served, source);
+}
+
+TEST_F(SqliteStoreTest, HoldKeepsServersAndMaintenanceApart) {
+  std::unique_ptr<Engine> second = OpenEngine(path_);  // beside store_: shared
+  ASSERT_NE(second, nullptr);
+  EXPECT_TRUE(fs::exists(path_ + "-lock"));
+  std::unique_ptr<Engine> engine;
+  Status s = OpenSqliteEngine(path_, EngineUse::kMaintain, &engine);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_EQ(s.message(),
+            "SQLite database '" + path_ + "' is in use by a running quire server; stop it first");
+  // Still refused while one server is left.
+  store_.reset();
+  EXPECT_TRUE(OpenSqliteEngine(path_, EngineUse::kMaintain, &engine).IsUnavailable());
+  second.reset();
+
+  engine = OpenEngine(path_, EngineUse::kMaintain);
+  ASSERT_NE(engine, nullptr);
+  std::unique_ptr<Store> store;
+  s = OpenSqliteStore(path_, &store);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_EQ(s.message(), "SQLite database '" + path_ +
+                             "' is being migrated, restored or checked by another quire command");
+  std::unique_ptr<Engine> other;
+  s = OpenSqliteEngine(path_, EngineUse::kMaintain, &other);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_NE(s.message().find("being migrated"), std::string::npos) << s.message();
+  engine.reset();
+  Open();  // released with the engine
+}
+
+TEST_F(SqliteStoreTest, BackupWhileWriting) {
+  const std::string alice = SetUpBasics();
+  std::unique_ptr<Engine> engine = OpenEngine(path_);  // beside store_, which writes
+  const std::string backup = dir_ + "/backup.db";
+  Head before, after;
+  const std::vector<Event> history = testing::BackUpWhileWriting(
+      *engine, *store_,
+      [&](int n) { return Send(n, Id('C', 1), alice, std::string(500, 'x'), 1000 + n); }, backup,
+      &before, &after);
+  EXPECT_EQ(engine->Backup(backup).code(), Status::Code::kInvalid);
+  EXPECT_FALSE(fs::exists(backup + "-wal"));  // one file
+  std::unique_ptr<Store> copy;
+  ASSERT_TRUE(OpenSqliteStore(backup, &copy).ok());
+  testing::ExpectConsistentBackup(*copy, before, after, history);
+  Head copied;
+  ASSERT_TRUE(copy->GetHead(&copied).ok());
+  EXPECT_EQ(RawQuery(backup, "SELECT count(*) FROM messages"), std::to_string(copied.last_seq - 2));
+}
+
+TEST_F(SqliteStoreTest, BackupRefusesAnExistingFile) {
+  const std::string taken = dir_ + "/taken.db";
+  std::ofstream(taken) << "x";
+  std::unique_ptr<Engine> engine = OpenEngine(path_);
+  const Status s = engine->Backup(taken);
+  EXPECT_EQ(s.code(), Status::Code::kInvalid) << s.ToString();
+  std::ifstream in(taken);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "x");
+  EXPECT_FALSE(engine->Backup(dir_ + "/no/such/dir/b.db").ok());
+}
+
+TEST_F(SqliteStoreTest, CheckIntegrityFindsBrokenForeignKeys) {
+  testing::RunWorkload(*store_);
+  std::unique_ptr<Engine> engine = OpenEngine(path_);
+  std::vector<std::string> problems;
+  ASSERT_TRUE(engine->CheckIntegrity(&problems).ok());
+  EXPECT_TRUE(problems.empty()) << problems.front();
+  // A raw connection does not enforce foreign keys.
+  RawExec(path_,
+          "INSERT INTO messages (id, conversation, sender, body, at) "
+          "VALUES ('M-orphan', 'C-gone', 'U1', 'x', 1); "
+          "INSERT INTO sessions VALUES ('t-orphan', 'U-gone', 1, 1)");
+  ASSERT_TRUE(engine->CheckIntegrity(&problems).ok());
+  std::sort(problems.begin(), problems.end());
+  EXPECT_EQ(problems, (std::vector<std::string>{
+                          "SQLite foreign key: messages M-orphan refers to C-gone, which is not "
+                          "in conversations",
+                          "SQLite foreign key: sessions t-orphan refers to U-gone, which is not "
+                          "in users"}));
 }
 
 }  // namespace
