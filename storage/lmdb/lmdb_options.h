@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "storage/engine.h"
 #include "storage/status.h"
 #include "storage/store.h"
 
@@ -30,5 +31,8 @@ Status ParseLmdbUrl(const std::string& url_or_dir_spec, LmdbOptions* out);
 
 // Opens the store `options` describe; see OpenLmdbStore.
 Status OpenLmdbStoreWithOptions(const LmdbOptions& options, std::unique_ptr<Store>* out);
+// The same as an Engine for `use`; see OpenLmdbEngine.
+Status OpenLmdbEngineWithOptions(const LmdbOptions& options, EngineUse use,
+                                 std::unique_ptr<Engine>* out);
 
 }  // namespace quire::storage

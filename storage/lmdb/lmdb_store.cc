@@ -25,9 +25,11 @@
 
 #include "storage/chat_rules.h"
 #include "storage/engine.h"
+#include "storage/lmdb/lmdb_check.h"
 #include "storage/lmdb/lmdb_codec.h"
 #include "storage/lmdb/lmdb_options.h"
 #include "storage/lmdb/lmdb_tables.h"
+#include "storage/local_files.h"
 
 namespace quire::storage {
 namespace {
@@ -80,16 +82,15 @@ Status Guarded(const std::string& context, Fn&& fn) {
 
 // ---- Reads ----
 
-std::optional<ConversationRecord> LoadConversation(const Tx& tx, const std::string& id) {
-  const auto stored = tx.Get(kConversations, id);
-  if (!stored) return std::nullopt;
-  return Decode<ConversationRecord>(*stored);
-}
-
-std::optional<MessageRecord> LoadMessage(const Tx& tx, const std::string& id) {
-  const auto stored = tx.Get(kMessages, id);
-  if (!stored) return std::nullopt;
-  return Decode<MessageRecord>(*stored);
+// The record, or its member `part` (when Record is not what the caller
+// gets: a ConversationRecord's conversation).
+template <typename Record, typename Part>
+auto Extract(Record record, Part part) {
+  if constexpr (std::is_same_v<Part, std::nullptr_t>) {
+    return record;
+  } else {
+    return std::move(record.*part);
+  }
 }
 
 // The reads, in the transaction `current` gives: a read-only one of its own,
@@ -101,7 +102,7 @@ class LmdbRecords final : public RecordReader {
 
   Status GetHead(Head* out) override {
     return Guarded(context_, [&] {
-      *out = Head{tx().Meta(kLastSeq), tx().Meta(kPurgedThrough)};
+      *out = tx().GetHead();
       return Status::Ok();
     });
   }
@@ -150,6 +151,42 @@ class LmdbRecords final : public RecordReader {
     return GetOne<MessageRecord>(kMessages, id, "no message " + id, out, &MessageRecord::message);
   }
 
+  Status ListUsers(const std::string& after, std::size_t limit, std::vector<User>* out) override {
+    return ListRecords<User>(kUsers, after, limit, out);
+  }
+  Status ListSessions(const std::string& after, std::size_t limit,
+                      std::vector<Session>* out) override {
+    return ListRecords<Session>(kSessions, after, limit, out);
+  }
+  Status ListInvitations(const std::string& after, std::size_t limit,
+                         std::vector<Invitation>* out) override {
+    return ListRecords<Invitation>(kInvitations, after, limit, out);
+  }
+  Status ListConversations(const std::string& after, std::size_t limit,
+                           std::vector<Conversation>* out) override {
+    return ListRecords<ConversationRecord>(kConversations, after, limit, out,
+                                           &ConversationRecord::conversation);
+  }
+  Status ListMessages(const std::string& after, std::size_t limit,
+                      std::vector<Message>* out) override {
+    return ListRecords<MessageRecord>(kMessages, after, limit, out, &MessageRecord::message);
+  }
+  // In the order of the keys S(sender) R(key): by the sender's length first.
+  Status ListIdempotency(const IdempotencyKey& after, std::size_t limit,
+                         std::vector<IdempotencyRecord>* out) override {
+    return Guarded(context_, [&] {
+      const std::string from = after.empty() ? "" : IdempotencyRecordKey(after.sender, after.key);
+      Page(kIdempotency, from, limit, [&](std::string_view key, std::string_view value) {
+        Decoder d(key);
+        std::string sender = d.Str();
+        const auto r = Decode<StoredIdempotency>(value);
+        out->push_back(IdempotencyRecord{std::move(sender), std::string(d.Rest()), r.message_id,
+                                         r.conversation, r.at, r.created_at});
+      });
+      return Status::Ok();
+    });
+  }
+
  private:
   Tx tx() const { return Tx(current_(), dbis_); }
 
@@ -160,13 +197,33 @@ class LmdbRecords final : public RecordReader {
     return Guarded(context_, [&] {
       const auto stored = tx().Get(db, key);
       if (!stored) return Status::NotFound(std::move(missing));
-      Record record = Decode<Record>(*stored);
-      if constexpr (std::is_same_v<Part, std::nullptr_t>) {
-        *out = std::move(record);
-      } else {
-        *out = std::move(record.*part);
-      }
+      *out = Extract(Decode<Record>(*stored), part);
       return Status::Ok();
+    });
+  }
+
+  // A page of a table keyed by id: the records (or their `part`) after the
+  // key `after`.
+  template <typename Record, typename T, typename Part = std::nullptr_t>
+  Status ListRecords(Db db, const std::string& after, std::size_t limit, std::vector<T>* out,
+                     Part part = nullptr) {
+    return Guarded(context_, [&] {
+      Page(db, after, limit, [&](std::string_view, std::string_view value) {
+        out->push_back(Extract(Decode<Record>(value), part));
+      });
+      return Status::Ok();
+    });
+  }
+
+  // Calls fn(key, value) on at most `limit` entries of `db`, in key order,
+  // from the first key after `after` ("": from the first key).
+  template <typename Fn>
+  void Page(Db db, const std::string& after, std::size_t limit, Fn&& fn) const {
+    std::size_t listed = 0;
+    tx().Scan(db, after, [&](std::string_view key, std::string_view value) {
+      if (!after.empty() && key == after) return true;
+      fn(key, value);
+      return ++listed < limit;
     });
   }
 
@@ -540,8 +597,18 @@ class LmdbWriteTxn final : public WriteTxn {
 
   Status SetHead(const Head& head) override {
     return Guard([&] {
-      tx().SetMeta(kLastSeq, head.last_seq);
-      tx().SetMeta(kPurgedThrough, head.purged_through);
+      tx().SetHead(head);
+      return Status::Ok();
+    });
+  }
+
+  Status RemoveEverything() override {
+    return Guard([&] {
+      // Empties every table but meta, which keeps the schema version.
+      for (int db = 0; db < kDbCount; ++db) {
+        if (db != kMeta) lmdb::dbi_drop(current(), dbis_[db], false);
+      }
+      tx().SetHead(Head{});
       return Status::Ok();
     });
   }
@@ -753,8 +820,7 @@ Status OpenDatabases(MDB_env* env, const std::string& dir, Dbis* dbis) {
   Tx tx(txn, *dbis);
   if (empty) {
     tx.SetMeta(kSchemaVersionKey, kSchemaVersion);
-    tx.SetMeta(kLastSeq, 0);
-    tx.SetMeta(kPurgedThrough, 0);
+    tx.SetHead(Head{});
   } else {
     if (!tx.Has(kMeta, kSchemaVersionKey)) {
       return Status::Corrupt("LMDB directory " + dir + " is not a Quire store (no schema version)");
@@ -782,19 +848,20 @@ Status OpenDatabases(MDB_env* env, const std::string& dir, Dbis* dbis) {
 // excluded only while GrowMap remaps.
 class LmdbEngine final : public Engine {
  public:
-  LmdbEngine(const LmdbOptions& options, Fd lock)
+  explicit LmdbEngine(const LmdbOptions& options)
       : dir_(options.dir),
         context_("LMDB store " + options.dir),
         sync_(options.sync),
         max_map_bytes_(options.max_map_bytes),
-        lock_(std::move(lock)),
         env_(lmdb::env::create()) {
     const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
     map_bytes_ = std::max<std::size_t>(1, (options.initial_map_bytes + page - 1) / page) * page;
   }
 
-  // Opens the environment; the constructor only creates it.
+  // Takes quire.lock and opens the environment; the constructor only
+  // creates it.
   Status Open() {
+    if (Status s = LockDirectory(dir_, &lock_); !s.ok()) return s;
     return Guarded(context_, [&] {
       env_.set_max_dbs(kDbCount);
       env_.set_max_readers(kMaxReaders);
@@ -838,9 +905,7 @@ class LmdbEngine final : public Engine {
         std::shared_lock<std::shared_mutex> map;  // released after the transaction ends
         Txn txn;
       };
-      // Through the turnstile: a waiting GrowMap is not starved by new readers.
-      { std::lock_guard<std::mutex> turn(turnstile_mu_); }
-      std::shared_lock<std::shared_mutex> map(map_mu_);
+      std::shared_lock<std::shared_mutex> map = LockMap();
       auto read = std::make_shared<ReadTxn>(
           ReadTxn{std::move(map), Txn(lmdb::txn::begin(env_, nullptr, MDB_RDONLY))});
       *out = std::make_unique<LmdbRecords>(dbis_, context_, [read] { return read->txn.handle(); });
@@ -848,7 +913,58 @@ class LmdbEngine final : public Engine {
     });
   }
 
+  // flock on the directory itself: quire.lock is taken after this, and
+  // LMDB's own locks are in lock.mdb.
+  Status Hold(EngineUse use) override {
+    return hold_.Take(dir_, O_RDONLY | O_DIRECTORY, 0, use, context_);
+  }
+
+  // mdb_env_copy2 with compaction: one read transaction, so a consistent
+  // copy that writers do not wait for.
+  Status Backup(const std::string& path) override {
+    if (path.empty()) return Status::Invalid("the backup path is empty");
+    std::error_code error;
+    const bool created = std::filesystem::create_directory(path, error);
+    if (error) {
+      return Status::Unavailable(context_ + ": cannot create the backup directory " + path + ": " +
+                                 error.message());
+    }
+    if (!created && !std::filesystem::is_empty(path, error)) {
+      return Status::Invalid(context_ + ": the backup directory " + path + " is not empty");
+    }
+    const std::string data = path + "/data.mdb";
+    Status s = Guarded(context_, [&] {
+      std::shared_lock<std::shared_mutex> map = LockMap();  // GrowMap waits for the copy
+      lmdb::env_copy(env_, path.c_str(), MDB_CP_COMPACT);
+      return Status::Ok();
+    });
+    // LMDB writes the copy without syncing it.
+    if (s.ok()) s = SyncPath(data);
+    if (s.ok()) s = SyncPath(path);
+    if (!s.ok()) {
+      std::filesystem::remove(data, error);
+      if (created) std::filesystem::remove(path, error);
+    }
+    return s;
+  }
+
+  Status CheckIntegrity(std::vector<std::string>* problems) override {
+    return Guarded(context_, [&] {
+      std::shared_lock<std::shared_mutex> map = LockMap();
+      Txn txn(lmdb::txn::begin(env_, nullptr, MDB_RDONLY));
+      CheckIndexes(Tx(txn, dbis_), problems);
+      return Status::Ok();
+    });
+  }
+
  private:
+  // The map lock of a read transaction. Through the turnstile: a waiting
+  // GrowMap is not starved by new readers.
+  std::shared_lock<std::shared_mutex> LockMap() {
+    { std::lock_guard<std::mutex> turn(turnstile_mu_); }
+    return std::shared_lock<std::shared_mutex>(map_mu_);
+  }
+
   // Doubles the map. Runs with no write transaction open (the chat rules
   // call PrepareRetry after the batch's transaction ended); waits for
   // readers, because mdb_env_set_mapsize remaps the file under them.
@@ -871,7 +987,9 @@ class LmdbEngine final : public Engine {
   const std::string context_;  // starts error messages
   const bool sync_;
   const std::size_t max_map_bytes_;
-  const Fd lock_;  // quire.lock; declared before env_ so that it is released after
+  // Declared before env_, so that they are released after it closes.
+  ServingLock hold_;  // the directory, for Hold
+  Fd lock_;           // quire.lock, from Open
   lmdb::env env_;
   Dbis dbis_{};
 
@@ -922,7 +1040,8 @@ Status ParseLmdbUrl(const std::string& url_or_dir_spec, LmdbOptions* out) {
   return Status::Ok();
 }
 
-Status OpenLmdbStoreWithOptions(const LmdbOptions& options, std::unique_ptr<Store>* out) {
+Status OpenLmdbEngineWithOptions(const LmdbOptions& options, EngineUse use,
+                                 std::unique_ptr<Engine>* out) {
   if (options.dir.empty()) return Status::Invalid("LMDB directory is empty");
   std::error_code error;
   std::filesystem::create_directories(options.dir, error);
@@ -930,15 +1049,33 @@ Status OpenLmdbStoreWithOptions(const LmdbOptions& options, std::unique_ptr<Stor
     return Status::Unavailable("cannot create LMDB directory " + options.dir + ": " +
                                error.message());
   }
-  Fd lock;
-  if (Status s = LockDirectory(options.dir, &lock); !s.ok()) return s;
   std::unique_ptr<LmdbEngine> engine;
   Status s = Guarded("LMDB store " + options.dir, [&] {
-    engine = std::make_unique<LmdbEngine>(options, std::move(lock));
-    return engine->Open();
+    engine = std::make_unique<LmdbEngine>(options);
+    return Status::Ok();
   });
+  // Held before Open takes quire.lock, which admits one process whatever it
+  // does: a refusal then says whether a server or a command has the store.
+  if (s.ok()) s = engine->Hold(use);
+  if (s.ok()) s = engine->Open();
   if (!s.ok()) return s;
+  *out = std::move(engine);
+  return Status::Ok();
+}
+
+Status OpenLmdbStoreWithOptions(const LmdbOptions& options, std::unique_ptr<Store>* out) {
+  std::unique_ptr<Engine> engine;
+  if (Status s = OpenLmdbEngineWithOptions(options, EngineUse::kServe, &engine); !s.ok()) {
+    return s;
+  }
   return OpenEngineStore(std::move(engine), out);
+}
+
+Status OpenLmdbEngine(const std::string& url_or_dir_spec, EngineUse use,
+                      std::unique_ptr<Engine>* out) {
+  LmdbOptions options;
+  if (Status s = ParseLmdbUrl(url_or_dir_spec, &options); !s.ok()) return s;
+  return OpenLmdbEngineWithOptions(options, use, out);
 }
 
 Status OpenLmdbStore(const std::string& url_or_dir_spec, std::unique_ptr<Store>* out) {
@@ -948,11 +1085,13 @@ Status OpenLmdbStore(const std::string& url_or_dir_spec, std::unique_ptr<Store>*
 }
 
 void RegisterLmdbBackend(Registry& registry) {
-  registry.Register("lmdb", [](const std::string& url, std::unique_ptr<Store>* out) {
-    if (!url.starts_with("lmdb:"))
-      return Status::Invalid("not an LMDB database URL: '" + url + "'");
-    return OpenLmdbStore(url, out);
-  });
+  registry.RegisterEngine("lmdb",
+                          [](const std::string& url, EngineUse use, std::unique_ptr<Engine>* out) {
+                            if (!url.starts_with("lmdb:")) {
+                              return Status::Invalid("not an LMDB database URL: '" + url + "'");
+                            }
+                            return OpenLmdbEngine(url, use, out);
+                          });
 }
 
 }  // namespace quire::storage

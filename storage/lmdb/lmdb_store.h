@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "storage/engine.h"
 #include "storage/registry.h"
 #include "storage/status.h"
 #include "storage/store.h"
@@ -32,7 +33,19 @@ namespace quire::storage {
 // created or opened, or another process has it open; Corrupt when it holds an
 // LMDB database that is not Quire's, a schema newer than this build knows,
 // or files that are not LMDB's.
+// Opens it for serving (EngineUse::kServe); Unavailable also while a
+// maintenance command holds it.
 Status OpenLmdbStore(const std::string& url_or_dir_spec, std::unique_ptr<Store>* out);
+
+// Opens the same as an Engine for `use` and holds it (Engine::Hold): a
+// shared or exclusive flock on DIR itself, taken before quire.lock.
+// Unavailable, saying who has it, when a server (for kMaintain) or a
+// maintenance command (for kServe) holds it already. Backup(path) writes a
+// compacted copy (mdb_env_copy2) into the directory `path`, created when
+// missing and refused when not empty, while servers keep writing;
+// CheckIntegrity compares the hand-kept index tables with the records.
+Status OpenLmdbEngine(const std::string& url_or_dir_spec, EngineUse use,
+                      std::unique_ptr<Engine>* out);
 
 // Registers the "lmdb" scheme with `registry`.
 void RegisterLmdbBackend(Registry& registry);

@@ -1,6 +1,8 @@
 // Unit tests of the LMDB backend beyond the conformance suite: URLs, the map
 // growing past its initial size, the one-process lock, durability across
-// reopening, and refusing directories that are not Quire's.
+// reopening, refusing directories that are not Quire's, and the maintenance
+// functions of the engine (listings, copying in, wiping, the serving lock,
+// backups, the index check).
 #include "storage/lmdb/lmdb_store.h"
 
 #include <gtest/gtest.h>
@@ -9,13 +11,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "storage/chat_rules.h"
 #include "storage/lmdb/lmdb_codec.h"
 #include "storage/lmdb/lmdb_options.h"
+#include "tests/support/engine_samples.h"
 
 namespace quire::storage {
 namespace {
@@ -324,10 +329,16 @@ TEST_F(LmdbStoreTest, CreateSessionForUnknownUserIsNotFound) {
   EXPECT_TRUE(batch[1].status.IsConflict()) << batch[1].status.ToString();
 }
 
-// Writes `name` → `value` into the unnamed database of a plain LMDB
-// environment in `dir`, or, with `named`, creates a named database `name`.
-void WriteRawLmdb(const std::string& dir, const std::string& name, const std::string& value,
-                  bool named) {
+// The bytes of `bytes` for LMDB; `bytes` must outlive the call that uses it.
+MDB_val Val(const std::string& bytes) {
+  return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
+}
+
+// Runs fn(txn, dbi) in a write transaction on the database `name` (nullptr:
+// the unnamed one) of a plain LMDB environment in `dir`, outside the
+// backend (which must not have it open), and commits.
+template <typename Fn>
+void RawLmdb(const std::string& dir, const char* name, Fn fn, unsigned dbi_flags = 0) {
   MDB_env* env = nullptr;
   ASSERT_EQ(mdb_env_create(&env), 0);
   ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
@@ -335,16 +346,26 @@ void WriteRawLmdb(const std::string& dir, const std::string& name, const std::st
   MDB_txn* txn = nullptr;
   ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
   MDB_dbi dbi;
-  if (named) {
-    ASSERT_EQ(mdb_dbi_open(txn, name.c_str(), MDB_CREATE, &dbi), 0);
-  } else {
-    ASSERT_EQ(mdb_dbi_open(txn, nullptr, 0, &dbi), 0);
-    MDB_val k{name.size(), const_cast<char*>(name.data())};
-    MDB_val v{value.size(), const_cast<char*>(value.data())};
-    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
-  }
+  ASSERT_EQ(mdb_dbi_open(txn, name, dbi_flags, &dbi), 0);
+  fn(txn, dbi);
   ASSERT_EQ(mdb_txn_commit(txn), 0);
   mdb_env_close(env);
+}
+
+// Writes `name` → `value` into the unnamed database of a plain LMDB
+// environment in `dir`, or, with `named`, creates a named database `name`.
+void WriteRawLmdb(const std::string& dir, const std::string& name, const std::string& value,
+                  bool named) {
+  if (named) {
+    RawLmdb(
+        dir, name.c_str(), [](MDB_txn*, MDB_dbi) {}, MDB_CREATE);
+    return;
+  }
+  RawLmdb(dir, nullptr, [&](MDB_txn* txn, MDB_dbi dbi) {
+    MDB_val k = Val(name);
+    MDB_val v = Val(value);
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  });
 }
 
 TEST_F(LmdbStoreTest, RefusesForeignLmdb) {
@@ -364,21 +385,13 @@ TEST_F(LmdbStoreTest, RefusesForeignLmdb) {
 
 TEST_F(LmdbStoreTest, RefusesNewerSchema) {
   ASSERT_NE(Open("lmdb:" + dir_), nullptr);
-  MDB_env* env = nullptr;
-  ASSERT_EQ(mdb_env_create(&env), 0);
-  ASSERT_EQ(mdb_env_set_maxdbs(env, 32), 0);
-  ASSERT_EQ(mdb_env_open(env, dir_.c_str(), 0, 0644), 0);
-  MDB_txn* txn = nullptr;
-  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi meta;
-  ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-  const std::string key = "schema_version";
-  const std::string value = lmdb_codec::Encoder().Int(99).bytes();
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  MDB_val v{value.size(), const_cast<char*>(value.data())};
-  ASSERT_EQ(mdb_put(txn, meta, &k, &v, 0), 0);
-  ASSERT_EQ(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
+  RawLmdb(dir_, "meta", [](MDB_txn* txn, MDB_dbi meta) {
+    const std::string key = "schema_version";
+    const std::string value = lmdb_codec::Encoder().Int(99).bytes();
+    MDB_val k = Val(key);
+    MDB_val v = Val(value);
+    ASSERT_EQ(mdb_put(txn, meta, &k, &v, 0), 0);
+  });
 
   std::unique_ptr<Store> store;
   const Status s = OpenLmdbStore("lmdb:" + dir_, &store);
@@ -421,6 +434,208 @@ TEST(LmdbCodecTest, TruncatedRecordsAreCorrupt) {
   EXPECT_THROW(lmdb_codec::Decode<Event>(bytes.substr(0, bytes.size() - 1)),
                lmdb_codec::CorruptRecord);
   EXPECT_THROW(lmdb_codec::Decode<Event>(bytes + "x"), lmdb_codec::CorruptRecord);
+}
+
+// ---- Maintenance (engine interface version 2) ----
+
+std::unique_ptr<Engine> OpenEngine(const std::string& dir, EngineUse use = EngineUse::kServe) {
+  std::unique_ptr<Engine> engine;
+  const Status s = OpenLmdbEngine("lmdb:" + dir, use, &engine);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return engine;
+}
+
+// Runs RunWorkload on a store in `dir`, closed again after.
+void FillWithWorkload(const std::string& dir) {
+  std::unique_ptr<Store> store;
+  ASSERT_TRUE(OpenLmdbStore("lmdb:" + dir, &store).ok());
+  testing::RunWorkload(*store);
+}
+
+TEST_F(LmdbStoreTest, HeadBreakRoundTripsAndSurvivesReopen) {
+  const Head marked{40, 12, 20, 1000};
+  testing::ExpectSetHead(*OpenEngine(dir_), marked);
+  EXPECT_EQ(testing::ReadHead(*OpenEngine(dir_)), marked);
+  std::unique_ptr<Store> store = Open("lmdb:" + dir_);
+  ASSERT_NE(store, nullptr);
+  SetUpRoom(*store);
+  Head head;
+  ASSERT_TRUE(store->GetHead(&head).ok());
+  EXPECT_EQ(head, (Head{42, 12, 20, 1000}));
+}
+
+// Environments written before the break fields existed read them as 0.
+TEST_F(LmdbStoreTest, EnvironmentWithoutBreakFieldsOpens) {
+  testing::ExpectSetHead(*OpenEngine(dir_), Head{7, 3, 5, 6});
+  RawLmdb(dir_, "meta", [](MDB_txn* txn, MDB_dbi meta) {
+    for (const std::string key : {"lost_after", "lost_through"}) {
+      MDB_val k = Val(key);
+      EXPECT_EQ(mdb_del(txn, meta, &k, nullptr), 0) << key;
+    }
+  });
+  std::unique_ptr<Engine> engine = OpenEngine(dir_);
+  ASSERT_NE(engine, nullptr);
+  EXPECT_EQ(testing::ReadHead(*engine), (Head{7, 3, 0, 0}));
+}
+
+TEST_F(LmdbStoreTest, ListingsPageThroughEverythingOnce) {
+  std::unique_ptr<Engine> engine = OpenEngine(dir_);
+  testing::ExpectListingsOfSample(*engine);
+  std::unique_ptr<RecordReader> reader;
+  ASSERT_TRUE(engine->BeginRead(&reader).ok());
+  std::vector<Message> messages;
+  ASSERT_TRUE(reader->ListMessages("M3", 2, &messages).ok());
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[0].id, "M4");
+  EXPECT_EQ(messages[1].id, "M5");
+  EXPECT_TRUE(messages[1].deleted_at.has_value());
+}
+
+TEST_F(LmdbStoreTest, RemoveEverythingLeavesANewStore) {
+  FillWithWorkload(dir_);
+  testing::ExpectRemoveEverythingEmpties(*OpenEngine(dir_, EngineUse::kMaintain));
+  // Every table is empty, the index tables too; meta keeps the schema
+  // version and the head.
+  RawLmdb(dir_, nullptr, [](MDB_txn* txn, MDB_dbi main) {
+    MDB_cursor* cursor = nullptr;
+    ASSERT_EQ(mdb_cursor_open(txn, main, &cursor), 0);
+    MDB_val name, unused;
+    for (int rc = mdb_cursor_get(cursor, &name, &unused, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &name, &unused, MDB_NEXT)) {
+      const std::string table(static_cast<const char*>(name.mv_data), name.mv_size);
+      MDB_dbi dbi;
+      ASSERT_EQ(mdb_dbi_open(txn, table.c_str(), 0, &dbi), 0);
+      MDB_stat stat;
+      ASSERT_EQ(mdb_stat(txn, dbi, &stat), 0);
+      EXPECT_EQ(stat.ms_entries, table == "meta" ? 5u : 0u) << table;
+    }
+    mdb_cursor_close(cursor);
+  });
+  std::unique_ptr<Store> store = Open("lmdb:" + dir_);
+  ASSERT_NE(store, nullptr);
+  std::vector<Write> batch;
+  batch.push_back(
+      One(op::Setup{User{"U1", "first", "first", "hash", 1}, Session{"token-1", "U1", 1, 1}}));
+  ApplyOk(*store, batch);
+  EXPECT_EQ(batch[0].last_seq, 1);
+}
+
+TEST_F(LmdbStoreTest, InsertRecordsCopiesAStoreThatThenServes) {
+  FillWithWorkload(dir_);
+  testing::Contents source;
+  ASSERT_TRUE(testing::ReadContents(*OpenEngine(dir_), 2, &source).ok());
+  ASSERT_FALSE(source.events.empty());
+  const std::string copy = root_ + "/copy";
+  testing::ExpectCopies(source, *OpenEngine(copy, EngineUse::kMaintain));
+  {
+    std::unique_ptr<Store> served = Open("lmdb:" + copy);
+    ASSERT_NE(served, nullptr);
+    testing::ExpectServes(*served, source);
+  }
+  // Serving it kept every index in step.
+  std::vector<std::string> problems;
+  ASSERT_TRUE(OpenEngine(copy)->CheckIntegrity(&problems).ok());
+  EXPECT_TRUE(problems.empty()) << problems.front();
+}
+
+TEST_F(LmdbStoreTest, HoldKeepsServersAndMaintenanceApart) {
+  std::unique_ptr<Store> store = Open("lmdb:" + dir_);
+  ASSERT_NE(store, nullptr);
+  std::unique_ptr<Engine> engine;
+  Status s = OpenLmdbEngine("lmdb:" + dir_, EngineUse::kMaintain, &engine);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_EQ(s.message(),
+            "LMDB store " + dir_ + " is in use by a running quire server; stop it first");
+  store.reset();
+
+  engine = OpenEngine(dir_, EngineUse::kMaintain);
+  ASSERT_NE(engine, nullptr);
+  s = OpenLmdbStore("lmdb:" + dir_, &store);
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_EQ(s.message(), "LMDB store " + dir_ +
+                             " is being migrated, restored or checked by another quire command");
+  std::unique_ptr<Engine> other;
+  s = OpenLmdbEngine("lmdb:" + dir_, EngineUse::kMaintain, &other);
+  EXPECT_NE(s.message().find("being migrated"), std::string::npos) << s.ToString();
+  engine.reset();
+  store = Open("lmdb:" + dir_);  // released with the engine
+  EXPECT_NE(store, nullptr);
+
+  Registry registry;
+  RegisterLmdbBackend(registry);
+  store.reset();
+  ASSERT_TRUE(registry.OpenEngine("lmdb:" + dir_, EngineUse::kMaintain, &engine).ok());
+  EXPECT_TRUE(registry.Open("lmdb:" + dir_, &store).IsUnavailable());
+}
+
+TEST_F(LmdbStoreTest, BackupWhileWriting) {
+  std::unique_ptr<Engine> engine = OpenEngine(dir_);
+  Engine* raw = engine.get();  // the store owns it; it may be used from any thread
+  std::unique_ptr<Store> store;
+  ASSERT_TRUE(OpenEngineStore(std::move(engine), &store).ok());
+  SetUpRoom(*store);
+  const std::string backup = root_ + "/backup";
+  Head before, after;
+  const std::vector<Event> history = testing::BackUpWhileWriting(
+      *raw, *store,
+      [](int n) {
+        return op::SendMessage{MakeMessage(n, std::string(500, 'x')), "", 0, false};
+      },
+      backup, &before, &after);
+  EXPECT_EQ(raw->Backup(backup).code(), Status::Code::kInvalid);  // not empty
+  store.reset();
+  std::unique_ptr<Store> copy = Open("lmdb:" + backup);
+  ASSERT_NE(copy, nullptr);
+  testing::ExpectConsistentBackup(*copy, before, after, history);
+}
+
+TEST_F(LmdbStoreTest, BackupIntoAnEmptyDirectoryOnly) {
+  std::unique_ptr<Engine> engine = OpenEngine(dir_);
+  const std::string empty = root_ + "/empty";
+  std::filesystem::create_directories(empty);
+  ASSERT_TRUE(engine->Backup(empty).ok());
+  EXPECT_TRUE(std::filesystem::exists(empty + "/data.mdb"));
+  const std::string taken = root_ + "/taken";
+  std::filesystem::create_directories(taken);
+  std::ofstream(taken + "/file") << "x";
+  EXPECT_EQ(engine->Backup(taken).code(), Status::Code::kInvalid);
+  EXPECT_FALSE(std::filesystem::exists(taken + "/data.mdb"));
+}
+
+TEST_F(LmdbStoreTest, CheckIntegrityFindsIndexesOutOfStep) {
+  FillWithWorkload(dir_);
+  std::vector<std::string> problems;
+  ASSERT_TRUE(OpenEngine(dir_)->CheckIntegrity(&problems).ok());
+  EXPECT_TRUE(problems.empty()) << problems.front();
+
+  using lmdb_codec::Encoder;
+  // M1 (sent at 101 to C2) loses its entry in messages_live_by_at...
+  RawLmdb(dir_, "messages_live_by_at", [](MDB_txn* txn, MDB_dbi dbi) {
+    const std::string m1 = Encoder().Int(101).Raw("M1").bytes();
+    MDB_val key = Val(m1);
+    EXPECT_EQ(mdb_del(txn, dbi, &key, nullptr), 0);
+  });
+  // ...conversation_messages gains an entry for a message never stored...
+  RawLmdb(dir_, "conversation_messages", [](MDB_txn* txn, MDB_dbi dbi) {
+    const std::string ghost = Encoder().Str("C1").Raw("M-ghost").bytes();
+    const std::string empty;
+    MDB_val key = Val(ghost);
+    MDB_val value = Val(empty);
+    EXPECT_EQ(mdb_put(txn, dbi, &key, &value, 0), 0);
+  });
+  // ...and the user named "bo" is no longer found by name.
+  RawLmdb(dir_, "users_by_name", [](MDB_txn* txn, MDB_dbi dbi) {
+    const std::string bucket = "nbo";
+    MDB_val key = Val(bucket);
+    EXPECT_EQ(mdb_del(txn, dbi, &key, nullptr), 0);
+  });
+  ASSERT_TRUE(OpenEngine(dir_, EngineUse::kMaintain)->CheckIntegrity(&problems).ok());
+  std::sort(problems.begin(), problems.end());
+  EXPECT_EQ(problems,
+            (std::vector<std::string>{
+                "conversation_messages: entry (C1, M-ghost) points at no message",
+                "messages_live_by_at: no entry for message M1 (of conversation C2, sent at 101)",
+                "users_by_name: no entry for user U2 named 'bo'"}));
 }
 
 }  // namespace

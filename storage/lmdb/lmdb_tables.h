@@ -73,6 +73,9 @@ using Dbis = std::array<MDB_dbi, kDbCount>;
 
 inline constexpr const char* kLastSeq = "last_seq";
 inline constexpr const char* kPurgedThrough = "purged_through";
+// Added after schema 1 shipped: an environment without them reads 0 and 0.
+inline constexpr const char* kLostAfter = "lost_after";
+inline constexpr const char* kLostThrough = "lost_through";
 inline constexpr const char* kSchemaVersionKey = "schema_version";
 
 inline std::string IntKey(std::int64_t n) {
@@ -157,7 +160,20 @@ class Tx {
     d.ExpectEnd();
     return n;
   }
+  // A meta value that older environments may lack: 0 then.
+  std::int64_t MetaOrZero(const char* name) const { return Has(kMeta, name) ? Meta(name) : 0; }
   void SetMeta(const char* name, std::int64_t value) { Put(kMeta, name, IntKey(value)); }
+
+  Head GetHead() const {
+    return Head{Meta(kLastSeq), Meta(kPurgedThrough), MetaOrZero(kLostAfter),
+                MetaOrZero(kLostThrough)};
+  }
+  void SetHead(const Head& head) {
+    SetMeta(kLastSeq, head.last_seq);
+    SetMeta(kPurgedThrough, head.purged_through);
+    SetMeta(kLostAfter, head.lost_after);
+    SetMeta(kLostThrough, head.lost_through);
+  }
 
   // Canonical names are unique keys, but may be longer than an LMDB key: a
   // name's bucket key is its first kNameKeyBytes bytes, and the bucket lists
@@ -178,6 +194,11 @@ class Tx {
     bucket += Encoder().Str(canonical).Str(id).bytes();
     Put(db, key, bucket);
   }
+  // The key of the bucket a name is in.
+  static std::string NameKey(std::string_view canonical) {
+    // A prefix byte, so that an empty name is a key too.
+    return "n" + std::string(canonical.substr(0, kNameKeyBytes));
+  }
   void RemoveName(Db db, std::string_view canonical, std::string_view id) {
     const std::string key = NameKey(canonical);
     const auto bucket = Get(db, key);
@@ -195,11 +216,6 @@ class Tx {
   }
 
  private:
-  static std::string NameKey(std::string_view canonical) {
-    // A prefix byte, so that an empty name is a key too.
-    return "n" + std::string(canonical.substr(0, kNameKeyBytes));
-  }
-
   MDB_txn* txn_;
   const Dbis& dbis_;
 };
@@ -235,6 +251,19 @@ inline Event EventAt(std::int64_t seq, std::string_view bytes) {
   Event event = Decode<Event>(bytes);
   event.seq = seq;
   return event;
+}
+
+inline std::optional<lmdb_codec::ConversationRecord> LoadConversation(const Tx& tx,
+                                                                      const std::string& id) {
+  const auto stored = tx.Get(kConversations, id);
+  if (!stored) return std::nullopt;
+  return Decode<lmdb_codec::ConversationRecord>(*stored);
+}
+
+inline std::optional<MessageRecord> LoadMessage(const Tx& tx, const std::string& id) {
+  const auto stored = tx.Get(kMessages, id);
+  if (!stored) return std::nullopt;
+  return Decode<MessageRecord>(*stored);
 }
 
 // The id at the end of a key that starts with one Int.
