@@ -21,7 +21,7 @@ Status ServingLock::Take(const std::string& path, int open_flags, mode_t mode, E
     return Status::Unavailable("cannot open " + path + " to lock " + store + ": " +
                                std::strerror(errno));
   }
-  const bool serve = use == EngineUse::kServe;
+  const bool serve = use != EngineUse::kMaintain;  // servers and backups share
   if (flock(fd, (serve ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0) {
     fd_ = fd;
     return Status::Ok();

@@ -2,7 +2,8 @@
 // (SQLite, LMDB): the lock of Engine::Hold, and syncing new files.
 //
 // ServingLock is flock(2) on a file or directory that stands for the store:
-// shared for EngineUse::kServe, exclusive for kMaintain, never waiting. flock
+// shared for EngineUse::kServe and kBackup, exclusive for kMaintain, never
+// waiting. flock
 // belongs to the open file description, so each ServingLock opens a
 // descriptor of its own: several engines opened for kServe in one process
 // coexist, and one opened for kMaintain excludes them all. The lock ends when

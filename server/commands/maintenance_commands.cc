@@ -84,8 +84,6 @@ int Migrate(const storage::Registry& registry, const MigrateConfig& config) {
   if (!Exists("migrate", config.from)) return 1;
   if (!Open(registry, "migrate", config.from, EngineUse::kMaintain, &source)) return 1;
   if (!Open(registry, "migrate", config.to, EngineUse::kMaintain, &target)) return 1;
-  std::fprintf(stderr, "quire migrate: %s -> %s (neither can be served until this ends)\n",
-               RedactedUrl(config.from).c_str(), RedactedUrl(config.to).c_str());
   storage::maintenance::CopyOptions options;
   options.force = config.force;
   options.batch_rows = config.batch_rows;

@@ -859,9 +859,13 @@ class LmdbEngine final : public Engine {
   }
 
   // Takes quire.lock and opens the environment; the constructor only
-  // creates it.
-  Status Open() {
-    if (Status s = LockDirectory(dir_, &lock_); !s.ok()) return s;
+  // creates it. A backup only reads, beside the server that holds
+  // quire.lock: LMDB lets other processes read, and the directory's shared
+  // flock (Hold) keeps maintenance commands out meanwhile.
+  Status Open(EngineUse use) {
+    if (use != EngineUse::kBackup) {
+      if (Status s = LockDirectory(dir_, &lock_); !s.ok()) return s;
+    }
     return Guarded(context_, [&] {
       env_.set_max_dbs(kDbCount);
       env_.set_max_readers(kMaxReaders);
@@ -1057,7 +1061,7 @@ Status OpenLmdbEngineWithOptions(const LmdbOptions& options, EngineUse use,
   // Held before Open takes quire.lock, which admits one process whatever it
   // does: a refusal then says whether a server or a command has the store.
   if (s.ok()) s = engine->Hold(use);
-  if (s.ok()) s = engine->Open();
+  if (s.ok()) s = engine->Open(use);
   if (!s.ok()) return s;
   *out = std::move(engine);
   return Status::Ok();

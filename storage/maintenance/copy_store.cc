@@ -234,7 +234,8 @@ Status CopyStore(Engine& source, Engine& target, const CopyOptions& options, Cop
   if (Status s = DigestStore(source, upto, options.batch_rows, &expected); !s.ok()) return s;
   std::uint64_t total = 0;
   for (const auto& [table, digest] : expected) total += digest.count();
-  Log(options, "copying " + Thousands(total) + " rows (" + DescribeHead(report->source_head) + ")");
+  Log(options, "copying " + Thousands(total) + " rows (" + DescribeHead(report->source_head) +
+                   "); neither database can be served until this ends");
 
   Progress progress(options.command, total, options.log ? options.log : stderr);
   std::uint64_t done = 0;

@@ -144,7 +144,8 @@ TEST_P(CopyBetweenEngines, CopiesEverythingAndTheCopyServesOn) {
     EXPECT_GT(report.source_head.purged_through, 0) << "the workload purges";
     std::map<std::string, std::uint64_t> rows;
     for (const TableTally& t : report.tables) rows[t.table] = t.rows;
-    EXPECT_GT(rows["events"], 100u);
+    EXPECT_GT(rows["events"], 10u);
+    EXPECT_GT(rows["messages"], 0u);
     EXPECT_GT(rows["idempotency records"], 0u);
     EXPECT_GT(rows["sessions"], 0u);
     EXPECT_GT(rows["invitations"], 0u);

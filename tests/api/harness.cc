@@ -68,7 +68,7 @@ std::unique_ptr<EventStream> ApiTest::OpenStream(const Client& client, std::int6
   StreamOptions o;
   o.token = client.token();
   o.query = "resume_point=" + std::to_string(resume_point);
-  return std::make_unique<EventStream>(server_->base_url(), o);
+  return std::make_unique<EventStream>(client.base_url(), o);
 }
 
 }  // namespace quire::apitest
