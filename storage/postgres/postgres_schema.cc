@@ -108,6 +108,13 @@ CREATE TABLE idempotency (
 );
 CREATE INDEX idempotency_by_created_at ON idempotency (created_at);
 )sql",
+    // 2: the break in history that `quire restore` marks (Head::lost_after
+    // and lost_through); 0 and 0 when the history never broke.
+    R"sql(
+ALTER TABLE quire_meta
+  ADD COLUMN lost_after   bigint NOT NULL DEFAULT 0,
+  ADD COLUMN lost_through bigint NOT NULL DEFAULT 0;
+)sql",
 };
 
 static_assert(static_cast<int>(std::size(kMigrations)) == kSchemaVersion);

@@ -9,7 +9,7 @@ namespace quire::storage::postgres {
 
 // The schema version this build writes; quire_meta.schema_version holds the
 // database's.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 // Brings the database to kSchemaVersion in one transaction, under an
 // advisory lock, so that several instances starting at once migrate it once
