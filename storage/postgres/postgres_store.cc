@@ -794,7 +794,7 @@ class PostgresEngine final : public Engine {
   // work on them.)
   Status Hold(EngineUse use) override {
     if (held_) return Status::Invalid("the PostgreSQL engine is already held");
-    const bool serve = use == EngineUse::kServe;
+    const bool serve = use != EngineUse::kMaintain;  // servers and backups share
     bool broken = false;
     return Guarded(
         [&] {
