@@ -32,7 +32,7 @@ for target in "$pg_url" "lmdb:$work/target-lmdb" "sqlite:$work/target.db"; do
   kind=${target%%:*}
   /usr/bin/time -v "$quire" migrate --from "sqlite:$db" --to "$target" \
     >"$work/migrate.out" 2>"$work/migrate.err" || { cat "$work/migrate.err" >&2; exit 1; }
-  wall=$(sed -n 's/.*Elapsed (wall clock) time[^:]*: //p' "$work/migrate.err")
+  wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/migrate.err")
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/migrate.err")
   read -r rows copy_s verify_s < <(sed -n \
     's/.*copied \([0-9,]*\) rows in \([0-9.]*\) s; verified in \([0-9.]*\) s.*/\1 \2 \3/p' \

@@ -2,7 +2,7 @@
 # bench/run.sh — builds Quire (Release) and the benchmark clients, then runs
 # every benchmark on loopback against fresh servers and prints the tables.
 #
-#   bench/run.sh [--quick] [--only fanout,write,boot,postgres,stall] [--no-nchan]
+#   bench/run.sh [--quick] [--only fanout,write,boot,postgres,stall,migrate] [--no-nchan]
 #                [--boot-events N] [--no-wait-quiet]
 #
 # Each measurement runs at most ~30 s (fan-out: 2 s warm-up, 10 s measured,
@@ -27,7 +27,7 @@ build=${QUIRE_BENCH_BUILD:-$root/build-bench}
 log=${QUIRE_BENCH_LOG:-/tmp/quire-bench-last.log}
 
 quick=0
-only="fanout,write,boot,postgres,stall"
+only="fanout,write,boot,postgres,stall,migrate"
 with_nchan=1
 boot_events=1000000
 wait_quiet=1
@@ -330,6 +330,15 @@ if wants boot; then
   say "== boot of $boot_events events =="
   out=$(timeout 300 "$here/boot_bench.sh" "$quire" "$work/boot" "$boot_events" 2>&1) ||
     say "boot_bench FAILED"
+  echo "$out" | tee -a "$log" | grep -v '^RESULT' || true
+  echo "$out" | grep '^RESULT' >>"$results" || true
+  echo
+fi
+
+if wants migrate; then
+  say "== quire migrate of $boot_events events: SQLite into PostgreSQL, LMDB and SQLite =="
+  out=$(timeout 600 "$here/migrate_bench.sh" "$quire" "$work/migrate" "$boot_events" 2>&1) ||
+    say "migrate_bench FAILED"
   echo "$out" | tee -a "$log" | grep -v '^RESULT' || true
   echo "$out" | grep '^RESULT' >>"$results" || true
   echo

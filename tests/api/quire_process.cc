@@ -339,7 +339,8 @@ RunResult RunWatched(const std::vector<std::string>& args, std::chrono::millisec
         ended = WaitFor(pid, 10s);
         break;
       }
-      ended = WaitFor(pid, 1ms);
+      ended = WaitFor(pid, 0ms);  // looks once
+      if (!ended) std::this_thread::sleep_for(1ms);
     }
   } else {
     ended = WaitFor(pid, timeout);
