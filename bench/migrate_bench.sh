@@ -35,7 +35,7 @@ for target in "$pg_url" "lmdb:$work/target-lmdb" "sqlite:$work/target.db"; do
   wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/migrate.err")
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/migrate.err")
   read -r rows copy_s verify_s < <(sed -n \
-    's/.*copied \([0-9,]*\) rows in \([0-9.]*\) s; verified in \([0-9.]*\) s.*/\1 \2 \3/p' \
+    's/.*copied \([0-9,]*\) rows in \([0-9.]*\) s and verified them in \([0-9.]*\) s.*/\1 \2 \3/p' \
     "$work/migrate.out" | tr -d ,)
   rate=$(awk "BEGIN {printf \"%.0f\", $rows / $copy_s}")
   echo "sqlite -> $kind: $rows rows copied in $copy_s s ($rate rows/s), verified in $verify_s s, wall $wall, peak RSS $rss kB"

@@ -39,13 +39,12 @@ bool Open(const storage::Registry& registry, const char* command, const std::str
 void PrintVerified(const char* command, const storage::maintenance::CopyReport& report) {
   std::string tables;
   for (const auto& tally : report.tables) {
-    tables += (tables.empty() ? "" : ", ") + Thousands(tally.rows) + " " + tally.table;
+    tables += (tables.empty() ? "" : ", ") + tally.table + " " + Thousands(tally.rows);
   }
-  std::printf(
-      "quire %s: copied %s rows in %.1f s; verified in %.1f s: the head (%s) and every "
-      "row read back and compared with the source by SHA-256: %s\n",
-      command, Thousands(report.rows).c_str(), report.copy_seconds, report.verify_seconds,
-      DescribeHead(report.target_head).c_str(), tables.c_str());
+  std::printf("quire %s: copied %s rows in %.1f s and verified them in %.1f s, every row read "
+              "back and compared with the source (SHA-256 of each record); head: %s; %s\n",
+              command, Thousands(report.rows).c_str(), report.copy_seconds, report.verify_seconds,
+              DescribeHead(report.target_head).c_str(), tables.c_str());
 }
 
 // Opening a SQLite or LMDB path that does not exist would create an empty
@@ -176,7 +175,7 @@ int Check(const storage::Registry& registry, const CheckConfig& config) {
   for (const std::string& problem : report.problems) std::printf("%s\n", problem.c_str());
   std::string rows;
   for (const auto& [table, count] : report.rows) {
-    rows += (rows.empty() ? "" : ", ") + Thousands(count) + " " + table;
+    rows += (rows.empty() ? "" : ", ") + table + " " + Thousands(count);
   }
   if (rows.empty()) rows = "no rows";
   if (!report.problems.empty()) {

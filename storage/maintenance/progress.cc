@@ -52,8 +52,8 @@ void Progress::Print(std::uint64_t done, const std::string& table, bool final) {
   const double rate = elapsed > 0 ? done / elapsed : 0;
   std::string line;
   if (final) {
-    line = "quire " + what_ + ": copied " + Thousands(done) + " rows in " + Duration(elapsed) +
-           " (" + Thousands(static_cast<std::uint64_t>(rate)) + " rows/s)";
+    line = "quire " + what_ + ": " + Thousands(done) + " rows copied in " + Duration(elapsed) +
+           " (" + Thousands(static_cast<std::uint64_t>(rate)) + " rows/s); verifying";
   } else {
     line = "quire " + what_ + ": " + Thousands(done) +
            (total_ > 0 ? " of " + Thousands(total_) : std::string()) + " rows copied (" + table +

@@ -20,7 +20,7 @@ class Progress {
 
   // `done` rows are copied now, the latest of table `table`.
   void Update(std::uint64_t done, const std::string& table);
-  // Ends the in-place line; prints the totals.
+  // Ends the in-place line: the totals, and that verification follows.
   void Finish(std::uint64_t done);
 
   double seconds() const;
