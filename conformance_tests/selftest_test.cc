@@ -85,10 +85,13 @@ std::string Listing(const SuiteRun& run) {
   return text + "--- output ---\n" + output;
 }
 
-// A fault and the properties that must catch it (test names start with these).
+// A fault and the properties that must catch it (test names start with these):
+// every one of them, or, for a race too brief for any one property to see
+// every time (`any`), at least one.
 struct Catch {
   std::string fault;
   std::vector<std::string> caught_by;
+  bool any = false;
 };
 
 void PrintTo(const Catch& c, std::ostream* os) {
@@ -98,7 +101,9 @@ void PrintTo(const Catch& c, std::ostream* os) {
 // docs/backend-authors.md, "The suite checks itself", lists the same table.
 const std::vector<Catch> kCatches = {
     {"OutOfCommitOrder", {"P02_ConcurrentWritersNeverSkipEvents", "P03_"}},
-    {"BrieflyOutOfCommitOrder", {"P02_ConcurrentWritersNeverSkipEvents"}},
+    // A 50 us window: P02 sees it in most runs, P03 in the others (a CI run
+    // on a busy machine once saw only P03).
+    {"BrieflyOutOfCommitOrder", {"P02_ConcurrentWritersNeverSkipEvents", "P03_"}, true},
     {"DropAtResumeBoundary", {"P01_", "P02_ConcurrentWritersNeverSkipEvents", "P03_", "P08_"}},
     {"ProcessLocalCommitLock", {"P02_ConcurrentProcessesNeverSkipEvents"}},
     {"ReuseAfterReopen", {"P04_"}},
@@ -146,6 +151,14 @@ class ConformanceSelfTestCatches : public ::testing::TestWithParam<Catch> {};
 TEST_P(ConformanceSelfTestCatches, TheFault) {
   const SuiteRun run = RunSuiteAgainst(GetParam().fault);
   EXPECT_NE(run.exit_code, 0) << Listing(run);
+  if (GetParam().any) {
+    bool caught = false;
+    for (const std::string& property : GetParam().caught_by) {
+      caught |= ResultOf(run, property) == "failed";
+    }
+    EXPECT_TRUE(caught) << "none of its properties failed\n" << Listing(run);
+    return;
+  }
   for (const std::string& property : GetParam().caught_by) {
     EXPECT_EQ(ResultOf(run, property), "failed") << property << "\n" << Listing(run);
   }

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "server/chat/time_format.h"
+#include "server/observe/address_range.h"
 
 namespace quire {
 namespace {
@@ -106,6 +107,24 @@ bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* 
       ->check([](const std::string& url) -> std::string {
         if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) return "";
         return "--public-url must start with http:// or https://";
+      });
+  serve
+      ->add_flag("--access-log", config->access_log,
+                 "Log one line per request on stderr (method, route, status, time, bytes; never "
+                 "a path, token, password or message)")
+      ->envname("QUIRE_ACCESS_LOG");
+  serve->add_option("--log-format", config->log_format, "Log lines as text or json")
+      ->envname("QUIRE_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  serve
+      ->add_option("--metrics-allow", config->metrics_allow,
+                   "Address range (CIDR) besides loopback that may read GET /metrics "
+                   "(repeatable)")
+      ->envname("QUIRE_METRICS_ALLOW")
+      ->delimiter(',')
+      ->check([](const std::string& text) -> std::string {
+        return observe::AddressRange::Parse(text) ? "" : "'" + text + "' is not an address range";
       });
 
   MigrateConfig migrate_config;

@@ -24,6 +24,9 @@ struct ServeConfig {
   int idle_timeout_seconds = 60;             // --idle-timeout
   long max_connections = 0;                  // --max-connections; 0: from the open-file limit
   long stream_buffer_limit_mib = 256;        // --stream-buffer-limit; 0: no limit
+  bool access_log = false;                   // --access-log: a line per request on stderr
+  std::string log_format = "text";           // --log-format text|json
+  std::vector<std::string> metrics_allow;    // --metrics-allow CIDR (repeatable)
   chat::Policy policy;
 };
 

@@ -21,6 +21,8 @@
 #include "server/config.h"
 #include "server/fanout/event_hub.h"
 #include "server/http/http_server.h"
+#include "server/log/log.h"
+#include "server/observe/observability.h"
 #include "storage/lmdb/lmdb_store.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/registry.h"
@@ -95,6 +97,7 @@ void RegisterBackends(quire::storage::Registry& registry) {
 
 int Serve(const quire::ServeConfig& config) {
   using namespace quire;
+  log::SetFormat(config.log_format == "json" ? log::Format::kJson : log::Format::kText);
   const std::size_t open_files = RaiseOpenFileLimit();
   if (!chat::InitSecrets()) {
     std::fprintf(stderr, "quire: cannot initialise the random number generator\n");
@@ -111,6 +114,15 @@ int Serve(const quire::ServeConfig& config) {
     return 1;
   }
 
+  observe::ObservabilityOptions observe_options;
+  for (const std::string& range : config.metrics_allow) {
+    observe_options.metrics_allow.push_back(*observe::AddressRange::Parse(range));  // checked
+  }
+  observe_options.trusted_proxies = config.trusted_proxies;
+  observe_options.access_log = config.access_log;
+  observe_options.version = QUIRE_VERSION;
+  observe::Observability observability(*store, observe_options);
+
   chat::SystemClock clock;
   // The committer waits for the event streams (EventHub::Pace) once the hub
   // runs; unlinked before the hub goes.
@@ -118,10 +130,15 @@ int Serve(const quire::ServeConfig& config) {
     std::mutex mu;
     fanout::EventHub* hub = nullptr;
   } pace_link;
-  chat::Committer committer(*store, 256, [&pace_link](std::int64_t committed_seq) {
-    std::lock_guard<std::mutex> lock(pace_link.mu);
-    if (pace_link.hub) pace_link.hub->Pace(committed_seq);
-  });
+  chat::Committer committer(
+      *store, 256,
+      [&pace_link](std::int64_t committed_seq) {
+        std::lock_guard<std::mutex> lock(pace_link.mu);
+        if (pace_link.hub) pace_link.hub->Pace(committed_seq);
+      },
+      [&observability](std::size_t writes, std::chrono::microseconds took, bool failed) {
+        observability.OnBatch(writes, took, failed);
+      });
   chat::ChatService service(*store, committer, clock, config.policy);
   fanout::HubOptions hub_options;
   hub_options.heartbeat = std::chrono::seconds(config.heartbeat_seconds);
@@ -164,15 +181,37 @@ int Serve(const quire::ServeConfig& config) {
           ? static_cast<std::size_t>(config.max_connections)
           : std::max<std::size_t>(16, open_files > 256 ? (open_files - 128) / 2 : open_files / 4);
   const client_assets::AssetServer assets;
+  http_options.on_answer = [&observability](const http::Exchange& exchange) {
+    observability.OnAnswer(exchange);
+  };
 
   http::HttpServer server(
-      http_options, [&api, &assets](const http::Request& request, http::Responder& responder) {
-        if (IsApiPath(request.path)) {
+      http_options,
+      [&api, &assets, &observability](const http::Request& request, http::Responder& responder) {
+        if (observe::Observability::Handles(request.path)) {
+          observability.Handle(request, responder);
+        } else if (IsApiPath(request.path)) {
           api.Handle(request, responder);
         } else {
+          responder.SetRoute("(browser client)");
           assets.Handle(request, responder);
         }
       });
+  observe::ServerGauges gauges;
+  gauges.open_streams = [&hub] {
+    const fanout::EventHub::Stats stats = hub.GetStats();
+    return stats.live_streams + stats.replaying_streams;
+  };
+  gauges.stream_bytes_queued = [&server] { return server.GetStats().unread_stream_bytes; };
+  gauges.fanout_lag = [&hub, &store]() -> std::int64_t {
+    const fanout::EventHub::Stats stats = hub.GetStats();
+    storage::Head head;
+    if (stats.live_streams == 0 || !store->GetHead(&head).ok()) return 0;
+    return std::max<std::int64_t>(0, head.last_seq - stats.published);
+  };
+  gauges.events_committed = [&hub] { return hub.GetStats().events_published; };
+  gauges.database_errors = [] { return chat::StorageErrorCount(); };
+  observability.SetGauges(std::move(gauges));
   std::string error;
   if (!server.Start(&error)) {
     std::fprintf(stderr, "quire: %s\n", error.c_str());

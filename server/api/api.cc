@@ -15,7 +15,9 @@
 #include "server/chat/names.h"
 #include "server/chat/time_format.h"
 #include "server/fanout/resume_point.h"
+#include "server/http/client_address.h"
 #include "server/http/header_text.h"
+#include "server/log/log.h"
 
 namespace quire::api {
 namespace {
@@ -270,6 +272,7 @@ void Api::Dispatch(Call& call) {
     }
   }
 
+  call.responder.SetRoute(found ? std::string_view(found->pattern) : "/api (unknown)");
   const bool is_setup = found && found->run == &Api::Setup;  // the one route before setup
   if (!is_setup) {
     chat::Result<bool> set_up = service_.IsSetUp();
@@ -342,18 +345,7 @@ bool Api::OverTls(const http::Request& request) const {
 }
 
 std::string Api::ClientAddress(const http::Request& request) const {
-  const auto& trusted = options_.trusted_proxies;
-  if (std::find(trusted.begin(), trusted.end(), request.remote_address) == trusted.end()) {
-    return request.remote_address;
-  }
-  // The proxy appends the address it got the request from: the last entry.
-  const std::string* forwarded = request.Header("x-forwarded-for");
-  if (!forwarded) return request.remote_address;
-  const std::size_t comma = forwarded->rfind(',');
-  const std::string_view last =
-      http::TrimSpace(comma == std::string::npos ? std::string_view(*forwarded)
-                                                 : std::string_view(*forwarded).substr(comma + 1));
-  return last.empty() ? request.remote_address : std::string(last);
+  return http::ClientAddress(request, options_.trusted_proxies);
 }
 
 void Api::LogOut(Call& c) {
@@ -449,7 +441,7 @@ class BootWriter : public std::enable_shared_from_this<BootWriter> {
     storage::Status s = store_.ReadEvents(cursor_, resume_point_, count_, &events_);
     if (!s.ok()) {
       // Headers are out; cutting the body short is the only honest signal.
-      std::fprintf(stderr, "quire: boot read failed: %s\n", s.ToString().c_str());
+      log::Error("boot", "read failed: " + s.ToString());
       return;  // the stream is dropped without its final chunk
     }
     for (const storage::Event& event : events_) {

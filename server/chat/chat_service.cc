@@ -1,5 +1,9 @@
 #include "server/chat/chat_service.h"
 
+#include <atomic>
+
+#include "server/log/log.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <future>
@@ -70,8 +74,17 @@ void CommitThen(Committer& committer, storage::op::Operation op, Reply<T> reply,
 
 }  // namespace
 
+namespace {
+std::atomic<std::uint64_t> storage_errors{0};
+}  // namespace
+
+std::uint64_t StorageErrorCount() {
+  return storage_errors.load();
+}
+
 Error StorageError(const Status& status) {
-  std::fprintf(stderr, "quire: storage error: %s\n", status.ToString().c_str());
+  storage_errors.fetch_add(1);
+  log::Error("storage", status.ToString());
   return Error{Error::Kind::kUnavailable, "the database is unavailable, try again"};
 }
 

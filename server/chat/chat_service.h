@@ -205,5 +205,7 @@ class ChatService {
 // Maps a storage failure to the service's error (unavailable, or an internal
 // failure reported as unavailable so no engine text reaches a client).
 Error StorageError(const storage::Status& status);
+// How many StorageError calls this process made: database errors, for metrics.
+std::uint64_t StorageErrorCount();
 
 }  // namespace quire::chat

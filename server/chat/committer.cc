@@ -6,10 +6,11 @@
 
 namespace quire::chat {
 
-Committer::Committer(storage::Store& store, std::size_t max_batch, Pace pace)
+Committer::Committer(storage::Store& store, std::size_t max_batch, Pace pace, BatchObserver observe)
     : store_(store),
       max_batch_(max_batch),
       pace_(std::move(pace)),
+      observe_(std::move(observe)),
       replier_([this] { Reply(); }),
       thread_([this] { Run(); }) {}
 
@@ -64,7 +65,14 @@ void Committer::Run() {
       }
       ++batches_started_;
     }
-    store_.Apply(writes);  // one transaction for the whole batch
+    const auto started = std::chrono::steady_clock::now();
+    const storage::Status applied = store_.Apply(writes);  // one transaction for the batch
+    if (observe_) {
+      observe_(writes.size(),
+               std::chrono::duration_cast<std::chrono::microseconds>(
+                   std::chrono::steady_clock::now() - started),
+               !applied.ok());
+    }
     std::int64_t committed_seq = 0;
     for (const storage::Write& w : writes) {
       if (w.status.ok()) committed_seq = std::max(committed_seq, w.last_seq);

@@ -40,7 +40,14 @@ class Committer {
   // that writes batch up instead of running ahead of the fan-out.
   using Pace = std::function<void(std::int64_t committed_seq)>;
 
-  explicit Committer(storage::Store& store, std::size_t max_batch = 256, Pace pace = nullptr);
+  // Runs on the committer thread after each batch was applied: its number
+  // of writes, how long Apply took, and whether the batch failed as a whole
+  // (metrics). Keep it quick.
+  using BatchObserver =
+      std::function<void(std::size_t writes, std::chrono::microseconds took, bool failed)>;
+
+  explicit Committer(storage::Store& store, std::size_t max_batch = 256, Pace pace = nullptr,
+                     BatchObserver observe = nullptr);
   ~Committer();  // applies what is queued, then stops
   Committer(const Committer&) = delete;
   Committer& operator=(const Committer&) = delete;
@@ -78,6 +85,7 @@ class Committer {
   storage::Store& store_;
   const std::size_t max_batch_;
   const Pace pace_;
+  const BatchObserver observe_;
   std::mutex mu_;
   std::condition_variable work_;
   std::deque<Pending> queue_;

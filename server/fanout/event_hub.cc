@@ -6,6 +6,7 @@
 #include "server/chat/event_json.h"
 #include "server/fanout/resume_point.h"
 #include "server/http/sse_frame.h"
+#include "server/log/log.h"
 
 namespace quire::fanout {
 namespace {
@@ -110,7 +111,7 @@ void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
     events.clear();
     storage::Status s = store_.ReadEvents(replay->cursor, target, options_.read_page, &events);
     if (!s.ok()) {
-      std::fprintf(stderr, "quire: stream replay failed: %s\n", s.ToString().c_str());
+      log::Error("stream replay", s.ToString());
       stream.End();
       continue;  // closed: leaves replays_ above
     }
@@ -146,11 +147,10 @@ void EventHub::Pump() {
     storage::Status s = store_.GetHead(&head);
     if (s.ok()) s = PublishNew(head);
     if (!s.ok() && !failing) {
-      std::fprintf(stderr, "quire: event pump cannot read the database, retrying: %s\n",
-                   s.ToString().c_str());
+      log::Error("event pump", "cannot read the database, retrying: " + s.ToString());
       failing = true;
     } else if (s.ok() && failing) {
-      std::fprintf(stderr, "quire: event pump reads the database again\n");
+      log::Info("event pump", "reads the database again");
       failing = false;
     }
     SendHeartbeats(Clock::now());
@@ -203,6 +203,7 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
       for (const auto& sub : subscribers_) DeliverPage(*sub, page);
     }
     published_ = CursorAfterPage(cursor, head.last_seq, page.events, options_.read_page);
+    events_published_ += page.events.size();
     cursor = published_;
     std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
     PublishedTo(published_);
@@ -331,6 +332,11 @@ std::vector<std::string> EventHub::OpenSessions() {
 std::size_t EventHub::LiveStreams() {
   std::lock_guard<std::mutex> lock(mu_);
   return subscribers_.size();
+}
+
+EventHub::Stats EventHub::GetStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Stats{subscribers_.size(), replays_.size(), published_, events_published_};
 }
 
 }  // namespace quire::fanout

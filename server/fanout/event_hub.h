@@ -77,6 +77,14 @@ class EventHub final : public chat::SessionObserver {
 
   std::size_t LiveStreams();
 
+  struct Stats {
+    std::size_t live_streams = 0;
+    std::size_t replaying_streams = 0;
+    std::int64_t published = 0;          // every live stream was sent every event up to here
+    std::uint64_t events_published = 0;  // events read from the store and published, since Start
+  };
+  Stats GetStats();
+
   // Paces the committer (Committer::Pace), given the highest sequence of the
   // batch just committed. Senders that only wait for their commit would
   // otherwise outrun the fan-out, and delivery lag would grow without bound.
@@ -138,6 +146,7 @@ class EventHub final : public chat::SessionObserver {
   std::vector<std::shared_ptr<Replay>> replays_;
   std::int64_t published_ = 0;       // every event up to here went to the live streams
   std::int64_t purged_through_ = 0;  // streams behind this have lost events
+  std::uint64_t events_published_ = 0;
   bool stopping_ = false;
   // Pace waits on its own lock, never behind a fan-out in progress.
   std::mutex pace_mu_;

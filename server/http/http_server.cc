@@ -173,6 +173,17 @@ std::uint16_t HttpServer::port() const {
   return impl_->port;
 }
 
+HttpServer::Stats HttpServer::GetStats() const {
+  Stats stats;
+  const std::shared_ptr<StreamRegistry>& registry = impl_->core.registry;
+  {
+    std::lock_guard<std::mutex> lock(registry->mu);
+    stats.open_streams = registry->streams.size();
+  }
+  stats.unread_stream_bytes = registry->unread.load();
+  return stats;
+}
+
 void HttpServer::Shutdown() {
   Impl& impl = *impl_;
   if (!impl.started || impl.stopped) return;

@@ -137,6 +137,10 @@ class ResponseStream {
 class Responder {
  public:
   virtual ~Responder() = default;
+  // Names what was asked for in logs and metrics (ServerOptions::on_answer):
+  // a route pattern such as "/api/conversations/:id", never a path with ids
+  // or secrets in it. Call before answering.
+  virtual void SetRoute(std::string_view route) { (void)route; }
   virtual void Send(Response response) = 0;
   // Keeps the request open past the handler's return, so that it can be
   // answered later from any thread (when a commit completes, say) without a
@@ -154,6 +158,17 @@ class Responder {
 // or keeping the request (Responder::Keep), the request gets a 500 JSON error;
 // an exception it throws is logged and answered the same way.
 using Handler = std::function<void(const Request&, Responder&)>;
+
+// One answered request, for logs and metrics.
+struct Exchange {
+  std::string_view method;
+  std::string_view route;  // Responder::SetRoute's, or "" when none was given
+  int status = 0;
+  std::size_t body_bytes = 0;  // 0 for a stream, whose body follows
+  bool stream = false;
+  std::chrono::microseconds duration{0};  // from the request read to the answer queued
+  std::string_view remote_address;
+};
 
 struct ServerOptions {
   std::string address = "127.0.0.1";
@@ -183,6 +198,9 @@ struct ServerOptions {
   // is. 0: no limit. Keep it well below the open-file limit (a stream holds
   // two files), so that accept() never fails for want of one.
   std::size_t max_connections = 0;
+  // Runs once per answered request, on the answering thread, after the
+  // answer was queued: keep it quick (a counter, a log line).
+  std::function<void(const Exchange&)> on_answer;
 };
 
 class HttpServer {
@@ -198,6 +216,12 @@ class HttpServer {
 
   // The bound port (after Start).
   std::uint16_t port() const;
+
+  struct Stats {
+    std::size_t open_streams = 0;
+    std::size_t unread_stream_bytes = 0;  // queued for streams' sockets, each chunk once
+  };
+  Stats GetStats() const;
 
   // Stops accepting, ends every open stream, lets handlers in flight finish
   // and kept requests be answered, and closes the listener. Idempotent.

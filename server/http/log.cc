@@ -1,14 +1,11 @@
 #include "server/http/log.h"
 
-#include <iostream>
-#include <sstream>
+#include "server/log/log.h"
 
 namespace quire::http {
 
 void Log(const std::string& line) {
-  std::ostringstream os;
-  os << "quire http: " << line << '\n';
-  std::cerr << os.str() << std::flush;
+  log::Error("http", line);
 }
 
 }  // namespace quire::http

@@ -1,6 +1,6 @@
 // Log: how the HTTP layer reports what it cannot answer to anyone (a failed
-// send, a handler that threw, a stream cut for a slow client): one line on
-// stderr, "quire http: <line>".
+// send, a handler that threw, a stream cut for a slow client): one error line
+// about "http" (server/log/log.h).
 //
 // Thread-safe: each line is written whole, so lines of several threads do
 // not interleave.

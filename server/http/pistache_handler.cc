@@ -110,8 +110,9 @@ void Complete(ServerCore* core, const std::shared_ptr<Peer>& peer, ConnState& st
           reactor, [core, weak] { Resume(core, weak); }, /*defer=*/true);
     }
   };
-  auto responder = std::make_shared<ResponderImpl>(core, peer, st.shared, st.reactor, keep_alive,
-                                                   head_only, std::move(release));
+  auto responder =
+      std::make_shared<ResponderImpl>(core, peer, st.shared, st.reactor, keep_alive, head_only,
+                                      std::move(release), req.method, req.remote_address);
   auto request = std::make_shared<Request>(std::move(req));
   st.shared->SetBusy();
   bool posted = core->pool.Post([core, request, responder] {

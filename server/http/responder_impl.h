@@ -37,14 +37,22 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
   // `resume` runs once the answer is queued (or its stream closed); it
   // releases the connection for the next request.
   ResponderImpl(ServerCore* core, std::weak_ptr<Peer> peer, std::shared_ptr<ConnShared> conn,
-                ReactorRef reactor, bool keep_alive, bool head_only, std::function<void()> resume)
+                ReactorRef reactor, bool keep_alive, bool head_only, std::function<void()> resume,
+                std::string method = "", std::string remote_address = "")
       : core_(core),
         peer_(std::move(peer)),
         conn_(std::move(conn)),
         reactor_(reactor),
         keep_alive_(keep_alive),
         head_only_(head_only),
-        resume_(std::move(resume)) {}
+        resume_(std::move(resume)),
+        method_(std::move(method)),
+        remote_address_(std::move(remote_address)),
+        started_(std::chrono::steady_clock::now()) {}
+
+  void SetRoute(std::string_view route) override {
+    if (!answered_.load()) route_ = route;
+  }
 
   ~ResponderImpl() override {
     if (kept_.load()) SendError(500, "internal error");  // kept, then forgotten
@@ -122,6 +130,7 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
     // During Shutdown() the stream is born ended: the client sees an empty
     // stream and reconnects.
     if (!core_->registry->Add(stream)) stream->End();
+    Answered(status, 0, true);
     return stream;
   }
 
@@ -178,6 +187,21 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
     }
     Attach(sent, {conn_->pending}, std::move(after));
     if (resume_) resume_();
+    Answered(response.status, response.body.size(), false);
+  }
+
+  void Answered(int status, std::size_t body_bytes, bool stream) {
+    if (!core_->options.on_answer) return;
+    Exchange e;
+    e.method = method_;
+    e.route = route_;
+    e.status = status;
+    e.body_bytes = body_bytes;
+    e.stream = stream;
+    e.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - started_);
+    e.remote_address = remote_address_;
+    core_->options.on_answer(e);
   }
 
   ServerCore* const core_;
@@ -187,6 +211,10 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
   const bool keep_alive_;
   const bool head_only_;
   const std::function<void()> resume_;
+  const std::string method_;
+  const std::string remote_address_;
+  const std::chrono::steady_clock::time_point started_;
+  std::string route_;  // set before the answer, read when answering (same happens-before)
   std::atomic<bool> answered_{false};
   std::atomic<bool> kept_{false};
 };
