@@ -241,6 +241,9 @@ TEST_F(PostgresOutageTest, AnswersServiceUnavailableAndRecovers) {
   }
   // Input errors that need no database are still theirs.
   EXPECT_TRUE(IsJsonError(owner.get("/api/nowhere"), 404));
+  // Alive, and not ready: the readiness probe (every 2 s) found no commit.
+  EXPECT_TRUE(HasStatus(anonymous.get("/healthz"), 200));
+  EXPECT_TRUE(WaitUntil([&] { return anonymous.get("/readyz").status == 503; }, 15s));
 
   SetAllowed(true);
   if (HasFatalFailure()) return;
@@ -253,6 +256,7 @@ TEST_F(PostgresOutageTest, AnswersServiceUnavailableAndRecovers) {
       15s))
       << after.Describe();
   EXPECT_TRUE(server().running());
+  EXPECT_TRUE(WaitUntil([&] { return anonymous.get("/readyz").status == 200; }, 15s));
   ASSERT_TRUE(stream->WaitForEvents(1, 10s)) << "the stream opened before the outage";
   EXPECT_EQ(stream->events().back().data["body"], "after");
   const Json events = Boot(owner)["events"];
