@@ -181,6 +181,8 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     page.events.clear();
     storage::Status s = store_.ReadEvents(cursor, head.last_seq, options_.read_page, &page.events);
     if (!s.ok()) return s;
+    // Counted before any stream can have the events.
+    events_published_.fetch_add(page.events.size());
     // Render the page once; streams that are level with the hub (nearly all)
     // share one chunk holding every frame of it: one write per stream per page.
     page.frames.clear();
@@ -203,7 +205,6 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
       for (const auto& sub : subscribers_) DeliverPage(*sub, page);
     }
     published_ = CursorAfterPage(cursor, head.last_seq, page.events, options_.read_page);
-    events_published_ += page.events.size();
     cursor = published_;
     std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
     PublishedTo(published_);
@@ -336,7 +337,7 @@ std::size_t EventHub::LiveStreams() {
 
 EventHub::Stats EventHub::GetStats() {
   std::lock_guard<std::mutex> lock(mu_);
-  return Stats{subscribers_.size(), replays_.size(), published_, events_published_};
+  return Stats{subscribers_.size(), replays_.size(), published_, events_published_.load()};
 }
 
 }  // namespace quire::fanout

@@ -20,6 +20,7 @@
 // Ownership: the Store must outlive the hub; streams are shared.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -146,7 +147,7 @@ class EventHub final : public chat::SessionObserver {
   std::vector<std::shared_ptr<Replay>> replays_;
   std::int64_t published_ = 0;       // every event up to here went to the live streams
   std::int64_t purged_through_ = 0;  // streams behind this have lost events
-  std::uint64_t events_published_ = 0;
+  std::atomic<std::uint64_t> events_published_{0};
   bool stopping_ = false;
   // Pace waits on its own lock, never behind a fan-out in progress.
   std::mutex pace_mu_;

@@ -166,7 +166,7 @@ struct Exchange {
   int status = 0;
   std::size_t body_bytes = 0;  // 0 for a stream, whose body follows
   bool stream = false;
-  std::chrono::microseconds duration{0};  // from the request read to the answer queued
+  std::chrono::microseconds duration{0};  // from the request read to the answer ready
   std::string_view remote_address;
 };
 
@@ -198,8 +198,8 @@ struct ServerOptions {
   // is. 0: no limit. Keep it well below the open-file limit (a stream holds
   // two files), so that accept() never fails for want of one.
   std::size_t max_connections = 0;
-  // Runs once per answered request, on the answering thread, after the
-  // answer was queued: keep it quick (a counter, a log line).
+  // Runs once per answered request, on the answering thread, just before
+  // the answer is queued: keep it quick (a counter, a log line).
   std::function<void(const Exchange&)> on_answer;
 };
 

@@ -123,6 +123,7 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
         DropConnection(conn_));
     StreamImpl::WatchDrain(stream);
     if (!conn_->AddStream(stream)) return std::make_shared<ClosedStream>();
+    Answered(status, 0, true);
     if (!StreamImpl::Open(stream, std::move(head))) {
       stream->MarkGone();
       return std::make_shared<ClosedStream>();
@@ -130,7 +131,6 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
     // During Shutdown() the stream is born ended: the client sees an empty
     // stream and reconnects.
     if (!core_->registry->Add(stream)) stream->End();
-    Answered(status, 0, true);
     return stream;
   }
 
@@ -172,6 +172,9 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
     }
     out += keep_alive_ ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
     if (!no_body && !head_only_) out += response.body;
+    // Counted before the client can see the answer: whoever got it and then
+    // reads /metrics finds it there.
+    Answered(response.status, response.body.size(), false);
 
     Sent sent;
     std::function<void()> after;
@@ -187,7 +190,6 @@ class ResponderImpl final : public Responder, public std::enable_shared_from_thi
     }
     Attach(sent, {conn_->pending}, std::move(after));
     if (resume_) resume_();
-    Answered(response.status, response.body.size(), false);
   }
 
   void Answered(int status, std::size_t body_bytes, bool stream) {
