@@ -7,6 +7,7 @@
 
 #include "server/chat/time_format.h"
 #include "server/observe/address_range.h"
+#include "server/version.h"
 
 namespace quire {
 namespace {
@@ -45,6 +46,10 @@ void AddDatabaseUrl(CLI::App& command, std::string* url) {
 bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* exit_code) {
   CLI::App app{"Quire, a self-hosted chat server", "quire"};
   app.require_subcommand(1, 1);
+  // CLI11 runs the flag's callback (which throws CallForVersion) before it
+  // checks for the required subcommand, so `quire --version` stands alone.
+  app.set_version_flag("--version", VersionLine(),
+                       "Print the version and the git commit, then exit");
   ServeConfig serve_config;
   ServeConfig* config = &serve_config;
   CLI::App* serve = app.add_subcommand("serve", "Serve the chat API over HTTP");
@@ -174,6 +179,10 @@ bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* 
     return false;
   } catch (const CLI::CallForAllHelp&) {
     std::fputs(app.help().c_str(), stdout);
+    *exit_code = 0;
+    return false;
+  } catch (const CLI::CallForVersion& e) {
+    std::printf("%s\n", e.what());
     *exit_code = 0;
     return false;
   } catch (const CLI::ParseError& e) {

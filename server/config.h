@@ -60,8 +60,8 @@ struct CheckConfig {
 using Command = std::variant<ServeConfig, MigrateConfig, BackupConfig, RestoreConfig, CheckConfig>;
 
 // Parses the command line. Returns true to go on with *command. Otherwise
-// *exit_code says how to exit: 0 after --help, 2 after a usage error, which
-// has been reported in one line on stderr.
+// *exit_code says how to exit: 0 after --help or --version, 2 after a usage
+// error, which has been reported in one line on stderr.
 bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* exit_code);
 
 }  // namespace quire

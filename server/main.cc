@@ -23,6 +23,7 @@
 #include "server/http/http_server.h"
 #include "server/log/log.h"
 #include "server/observe/observability.h"
+#include "server/version.h"
 #include "storage/lmdb/lmdb_store.h"
 #include "storage/postgres/postgres_store.h"
 #include "storage/registry.h"
@@ -120,7 +121,7 @@ int Serve(const quire::ServeConfig& config) {
   }
   observe_options.trusted_proxies = config.trusted_proxies;
   observe_options.access_log = config.access_log;
-  observe_options.version = QUIRE_VERSION;
+  observe_options.version = Version();
   observe::Observability observability(*store, observe_options);
 
   chat::SystemClock clock;

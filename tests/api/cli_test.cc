@@ -51,6 +51,49 @@ class CliTest : public ::testing::Test {
   std::unique_ptr<TestDatabase> database_;
 };
 
+// "quire 0.1.0 (commit 1a2b3c4)\n": the project version, and the commit as 7+
+// lower-case hex digits with an optional "-dirty", or "unknown".
+::testing::AssertionResult IsVersionLine(const std::string& out) {
+  const std::string prefix = std::string("quire ") + QUIRE_PROJECT_VERSION + " (commit ";
+  const std::string suffix = ")\n";
+  if (out.size() < prefix.size() + suffix.size() || out.rfind(prefix, 0) != 0 ||
+      out.compare(out.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return ::testing::AssertionFailure()
+           << "expected \"" << prefix << "...)\\n\", got [" << out << "]";
+  }
+  std::string commit = out.substr(prefix.size(), out.size() - prefix.size() - suffix.size());
+  if (commit == "unknown") return ::testing::AssertionSuccess();
+  const std::string dirty = "-dirty";
+  if (commit.size() > dirty.size() &&
+      commit.compare(commit.size() - dirty.size(), dirty.size(), dirty) == 0) {
+    commit.resize(commit.size() - dirty.size());
+  }
+  const bool hex = std::all_of(commit.begin(), commit.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+  if (!hex || commit.size() < 7 || commit.size() > 40) {
+    return ::testing::AssertionFailure() << "not a commit: [" << commit << "] in [" << out << "]";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(CliTest, Version) {
+  // Alone, although every other use needs a subcommand.
+  RunResult r = RunQuire({"--version"}, 10s);
+  ASSERT_TRUE(r.status.exited && !r.status.signal) << r.status.Describe();
+  EXPECT_EQ(r.status.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(IsVersionLine(r.out));
+  // The same line wherever it stands before the subcommand; --help lists it.
+  RunResult before = RunQuire({"--version", "serve", "--port", "0"}, 10s);
+  EXPECT_TRUE(before.status.exited && before.status.code == 0) << before.status.Describe();
+  EXPECT_EQ(before.out, r.out);
+  RunResult help = RunQuire({"--help"}, 10s);
+  EXPECT_NE(help.out.find("--version"), std::string::npos) << help.out;
+  // Without a subcommand nor --version it is still a usage error.
+  EXPECT_TRUE(FailsWithOneLine(RunQuire({}, 10s)));
+}
+
 TEST_F(CliTest, BadOptions) {
   const std::string url = database_->url();
   const std::vector<std::vector<std::string>> cases = {
