@@ -11,6 +11,7 @@ PACKAGES=(
   liblmdb++-dev liblmdb-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   libsodium-dev libutf8proc-dev libcli11-dev libcurl4-openssl-dev ca-certificates
   chromium
+  lintian dpkg-dev  # tools/package-check.sh: lintian, and dpkg-shlibdeps for the Depends
 )
 # The browser tests (tests/browser) also need node and npm. A node or npm
 # already on PATH is used as it is (NodeSource's nodejs, say, which bundles npm

@@ -4,7 +4,8 @@
 # ctest (unit tests, storage conformance suite and its self-test, API tests on
 # each backend, browser tests of the client); installs that build into
 # build/install and builds and runs the out-of-tree example backend
-# (examples/memory_backend) against it; then
+# (examples/memory_backend) against it; makes and checks the Debian package of
+# that build (tools/package-check.sh); then
 # builds and runs the tests again with AddressSanitizer + UBSan in build-asan/;
 # then builds with ThreadSanitizer in build-tsan/ and runs the unit tests, the
 # SQLite and LMDB conformance suites and the API tests on SQLite there.
@@ -21,7 +22,8 @@
 # and a skip not listed there, or a listed test that did not skip, fails the
 # run with a line "skips: <pass>: <test> ..." naming it.
 # The last line is "summary: N passed, N failed, N skipped" (ctest tests of
-# every pass: plain, example, sanitizer, tsan; problems with skips count as failed).
+# every pass: plain, example, sanitizer, tsan; problems with skips count as failed,
+# and so does a failed package check).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -114,6 +116,18 @@ else
   echo "test.sh: the example backend did not build against the installed suite"
   TOTAL_FAILED=$((TOTAL_FAILED + 1))
   FAILED_PASSES+=(example)
+fi
+
+# --- The Debian package of the plain build ------------------------------------
+# cpack -G DEB, lintian, the contents, the extracted binary, the man page and
+# default file against --help, the unit (tools/package-check.sh). Once, here:
+# the other builds make the same package.
+if "${ROOT}/tools/package-check.sh" "${ROOT}/build"; then
+  echo "test.sh: package check finished after ${SECONDS}s"
+else
+  echo "test.sh: the Debian package check failed"
+  TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  FAILED_PASSES+=(package)
 fi
 
 # --- Pass 2: AddressSanitizer + UndefinedBehaviorSanitizer -----------------------
