@@ -57,7 +57,7 @@ if command -v lintian >/dev/null 2>&1; then
     problem "lintian reports errors or warnings (fix them, or override in packaging/lintian-overrides with the reason)"
   else
     grep -v '^running with root privileges' "${SCRATCH}/lintian.log" | sed 's/^/package-check: lintian: /' || true
-    overrides=$(grep -oE '^quire: [a-z0-9-]+' "${ROOTFS}/usr/share/lintian/overrides/quire" 2>/dev/null | sed 's/^quire: //' | tr '\n' ' ' || true)
+    overrides=$(grep -oE '^quire: [a-z0-9-]+' "${ROOTFS}/usr/share/lintian/overrides/quire" 2>/dev/null | sed 's/^quire: //' | paste -sd ' ' || true)
     echo "package-check: lintian: no errors or warnings ($(grep -c '^I: ' "${SCRATCH}/lintian.log" || true) info tags; overridden: ${overrides:-none})"
   fi
 else
@@ -93,7 +93,8 @@ fi
 
 # --- The man page and the default file against --help -----------------------
 # The man page's source with \- read as -, sections by name.
-zcat "${ROOTFS}/usr/share/man/man1/quire.1.gz" | sed 's/\\-/-/g' >"${SCRATCH}/quire.1"
+zcat "${ROOTFS}/usr/share/man/man1/quire.1.gz" | sed 's/\\-/-/g' >"${SCRATCH}/quire.1" ||
+  problem "cannot read usr/share/man/man1/quire.1.gz"
 man_section() { awk -v s=".SH $1" '$0 == s { f = 1; next } /^\.SH / { f = 0 } f' "${SCRATCH}/quire.1"; }
 DEFAULT_FILE=${ROOTFS}/etc/default/quire
 "${QUIRE}" --help >"${SCRATCH}/help" || problem "quire --help failed"
