@@ -115,6 +115,23 @@ TEST_P(StoreConformance, P09_TokensAndInvitations) {
       apply_silent(op::ChangePassword{user, "newer hash", MakeSession(6, user, 6500)}).status.ok());
   EXPECT_TRUE(store_->FindSession(MakeSession(10, u.id, 0).token_hash, &found).ok())
       << "a password change revoked another user's session";
+  // An operator's reset: a password change that adds no session.
+  ASSERT_TRUE(apply_silent(op::ChangePassword{user, "reset hash", Session{}}).status.ok());
+  EXPECT_TRUE(store_->FindSession(MakeSession(6, user, 0).token_hash, &found).IsNotFound())
+      << "a reset left a session of the user";
+  QUIRE_ASSERT_OK(store_->GetUser(user, &u));
+  EXPECT_EQ(u.password_hash, "reset hash");
+  EXPECT_TRUE(store_->FindSession("", &found).IsNotFound()) << "a reset stored an empty session";
+  // Ending every session of a user keeps the password and other users' sessions.
+  ASSERT_TRUE(apply_silent(op::CreateSession{MakeSession(7, user, 6600)}).status.ok());
+  ASSERT_TRUE(apply_silent(op::DeleteUserSessions{user}).status.ok());
+  EXPECT_TRUE(store_->FindSession(MakeSession(7, user, 0).token_hash, &found).IsNotFound())
+      << "DeleteUserSessions left a session of the user";
+  QUIRE_EXPECT_OK(store_->FindSession(MakeSession(10, Id('U', 10), 0).token_hash, &found))
+      << "DeleteUserSessions ended another user's session";
+  QUIRE_ASSERT_OK(store_->GetUser(user, &u));
+  EXPECT_EQ(u.password_hash, "reset hash") << "DeleteUserSessions changed the password";
+  EXPECT_TRUE(Apply(op::DeleteUserSessions{Id('U', 404)}).status.IsNotFound());
   QUIRE_EXPECT_OK(store_->HasUsers(&has_users));
   EXPECT_TRUE(has_users);
 

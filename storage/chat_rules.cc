@@ -143,7 +143,15 @@ class BatchRules {
     changed.password_hash = o.password_hash;
     Must(txn_.UpdateUser({user, changed}));
     Must(txn_.DeleteSessionsOfUser(o.user_id));
-    Must(txn_.InsertSession(o.session));
+    if (!o.session.token_hash.empty()) Must(txn_.InsertSession(o.session));
+    return Status::Ok();
+  }
+
+  Status Do(op::DeleteUserSessions& o) {
+    User user;
+    if (!Found(txn_.records().GetUser(o.user_id, &user)))
+      return Status::NotFound("no user " + o.user_id);
+    Must(txn_.DeleteSessionsOfUser(o.user_id));
     return Status::Ok();
   }
 

@@ -48,11 +48,19 @@ struct DeleteSession {
 };
 
 // Sets the user's password hash and replaces every session of the user with
-// `session`. NotFound when the user does not exist.
+// `session`; with an empty session.token_hash no session is added (an
+// operator's reset: every session ends). NotFound when the user does not
+// exist.
 struct ChangePassword {
   std::string user_id;
   std::string password_hash;
   Session session;
+};
+
+// Removes every session of the user (an operator's logout-all); the password
+// stays. NotFound when the user does not exist.
+struct DeleteUserSessions {
+  std::string user_id;
 };
 
 // Renews a session's last use. NotFound when it does not exist.
@@ -126,9 +134,10 @@ struct Purge {
   std::int64_t purged_events = 0;  // out
 };
 
-using Operation = std::variant<Setup, AcceptInvitation, CreateSession, DeleteSession,
-                               ChangePassword, TouchSession, CreateInvitation, CreateConversation,
-                               SendMessage, DeleteConversation, DeleteMessage, Expire, Purge>;
+using Operation =
+    std::variant<Setup, AcceptInvitation, CreateSession, DeleteSession, ChangePassword,
+                 TouchSession, CreateInvitation, CreateConversation, SendMessage,
+                 DeleteConversation, DeleteMessage, Expire, Purge, DeleteUserSessions>;
 
 }  // namespace quire::storage::op
 
