@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <future>
+#include <vector>
 
 #include "server/chat/ids.h"
 #include "server/chat/names.h"
@@ -46,11 +47,8 @@ Result<std::string> NormalizeName(const std::string& raw) {
 
 // Checks a new password and returns the argon2id hash of its NFC form.
 Result<std::string> NewPasswordHash(const std::string& raw) {
-  if (raw.empty()) return BadRequest("password must not be empty");
-  if (raw.size() > kMaxPasswordBytes) return BadRequest("password is too long");
-  std::optional<std::string> nfc = ToNfc(raw);
-  if (!nfc) return BadRequest("password is not valid UTF-8");
-  std::string hash = HashPassword(*nfc);
+  if (auto problem = NewPasswordProblem(raw)) return BadRequest(*problem);
+  std::string hash = HashPassword(*ToNfc(raw));
   // Hashing fails only when its 64 MiB cannot be had.
   if (hash.empty()) return Error{Error::Kind::kUnavailable, "the server is overloaded, try again"};
   return hash;
@@ -80,6 +78,13 @@ std::atomic<std::uint64_t> storage_errors{0};
 
 std::uint64_t StorageErrorCount() {
   return storage_errors.load();
+}
+
+std::optional<std::string> NewPasswordProblem(const std::string& password) {
+  if (password.empty()) return "password must not be empty";
+  if (password.size() > kMaxPasswordBytes) return "password is too long";
+  if (!ToNfc(password)) return "password is not valid UTF-8";
+  return std::nullopt;
 }
 
 Error StorageError(const Status& status) {
@@ -245,17 +250,79 @@ Result<Login> ChatService::ChangePassword(const Identity& who, const std::string
     return NewPasswordHash(raw_to);
   });
   if (!to_hash.ok()) return to_hash.error();
-  storage::op::ChangePassword op;
-  op.user_id = user.id;
-  op.password_hash = to_hash.value();
   Login login{user.id, user.name, ""};
-  op.session = NewSession(user.id, &login.token);
-  const std::string kept = op.session.token_hash;
-  Write w = Commit(committer_, std::move(op));
-  if (w.status.IsNotFound()) return Unauthorized();
-  if (!w.status.ok()) return StorageError(w.status);
-  if (observer_) observer_->UserSessionsEnded(user.id, kept);
+  s = ReplacePassword(user.id, std::move(to_hash.value()), NewSession(user.id, &login.token));
+  if (s.IsNotFound()) return Unauthorized();
+  if (!s.ok()) return StorageError(s);
   return login;
+}
+
+Status ChatService::ReplacePassword(const std::string& user_id, std::string password_hash,
+                                    storage::Session session) {
+  const std::string kept = session.token_hash;
+  Write w = Commit(committer_, storage::op::ChangePassword{user_id, std::move(password_hash),
+                                                           std::move(session)});
+  // The replaced sessions' streams end before the change is answered.
+  if (w.status.ok() && observer_) observer_->UserSessionsEnded(user_id, kept);
+  return w.status;
+}
+
+Result<storage::User> ChatService::Owner() {
+  storage::Head head;
+  Status s = store_.GetHead(&head);
+  if (!s.ok()) return StorageError(s);
+  // Setup's "user created" is the first user event of the history (it comes
+  // before any other write, normally as event 1), and user events are never
+  // purged.
+  std::int64_t after = 0;
+  while (after < head.last_seq) {
+    std::vector<storage::Event> events;
+    s = store_.ReadEvents(after, head.last_seq, 256, &events);
+    if (!s.ok()) return StorageError(s);
+    if (events.empty()) break;
+    for (const storage::Event& event : events) {
+      if (event.kind != storage::EventKind::kUserCreated) continue;
+      storage::User owner;
+      s = store_.GetUser(event.id, &owner);
+      if (!s.ok()) return StorageError(s);
+      return owner;
+    }
+    after = events.back().seq;
+  }
+  return Error{Error::Kind::kNotSetUp, "no user exists yet"};
+}
+
+Result<storage::User> ChatService::FindUser(const std::string& raw_name) {
+  const Error unknown = NotFound("no user " + raw_name);
+  std::optional<std::string> name = ToNfc(raw_name);
+  if (!name || name->empty()) return unknown;
+  storage::User user;
+  Status s = store_.FindUserByCanonicalName(CanonicalName(*name), &user);
+  if (s.IsNotFound()) return unknown;
+  if (!s.ok()) return StorageError(s);
+  return user;
+}
+
+Result<Done> ChatService::ResetPassword(const std::string& name, const std::string& password) {
+  Result<storage::User> user = FindUser(name);
+  if (!user.ok()) return user.error();
+  Result<std::string> hash = Hashing<std::string>([&] { return NewPasswordHash(password); });
+  if (!hash.ok()) return hash.error();
+  Status s = ReplacePassword(user.value().id, std::move(hash.value()), storage::Session{});
+  if (s.IsNotFound()) return NotFound("no user " + name);
+  if (!s.ok()) return StorageError(s);
+  return Done{};
+}
+
+Result<Done> ChatService::EndSessions(const std::string& name) {
+  Result<storage::User> user = FindUser(name);
+  if (!user.ok()) return user.error();
+  const std::string& user_id = user.value().id;
+  Write w = Commit(committer_, storage::op::DeleteUserSessions{user_id});
+  if (w.status.IsNotFound()) return NotFound("no user " + name);
+  if (!w.status.ok()) return StorageError(w.status);
+  if (observer_) observer_->UserSessionsEnded(user_id, "");
+  return Done{};
 }
 
 void ChatService::Invite(const Identity& who, Reply<InvitationView> reply) {

@@ -103,7 +103,7 @@ class SessionObserver {
  public:
   virtual ~SessionObserver() = default;
   virtual void SessionEnded(const std::string& token_hash) = 0;
-  // Every session of the user except `kept_token_hash` ended.
+  // Every session of the user except `kept_token_hash` (none when empty) ended.
   virtual void UserSessionsEnded(const std::string& user_id,
                                  const std::string& kept_token_hash) = 0;
   // The sessions that something (a stream) is open for, so that those that
@@ -166,6 +166,19 @@ class ChatService {
   Result<Done> DeleteConversation(const Identity& who, const std::string& id);
   Result<Done> DeleteMessage(const Identity& who, const std::string& id);
 
+  // ---- An operator's actions (quire admin), by user name, with no session ----
+  // Each answers kNotFound "no user NAME" for a name nobody has.
+
+  // The first user, whom setup created; kNotSetUp when nobody exists yet.
+  Result<storage::User> Owner();
+  Result<storage::User> FindUser(const std::string& name);
+  // Sets `password` (checked as a new password of ChangePassword) and ends
+  // every session of the user with its streams, through ChangePassword's
+  // write; no session is made.
+  Result<Done> ResetPassword(const std::string& name, const std::string& password);
+  // Ends every session of the user with its streams; the password stays.
+  Result<Done> EndSessions(const std::string& name);
+
   // Expires and purges what is due now. Called periodically.
   // Also ends the streams of sessions that expired (SessionObserver).
   Result<Done> RunRetention();
@@ -182,6 +195,11 @@ class ChatService {
   Result<T> Hashing(std::function<Result<T>()> work);
   static Error Busy();
   storage::Session NewSession(const std::string& user_id, std::string* token);
+  // Commits a new password hash, replacing every session of the user with
+  // `session` (none when its token_hash is empty), then ends the streams of
+  // the sessions replaced. The write's status: NotFound when the user is gone.
+  storage::Status ReplacePassword(const std::string& user_id, std::string password_hash,
+                                  storage::Session session);
   void EndExpiredSessions(storage::Micros now);
 
   storage::Store& store_;
@@ -201,6 +219,10 @@ class ChatService {
   HashingPool hashing_{2, 256};
   std::atomic<bool> set_up_{false};
 };
+
+// Why `password` cannot be a new password (the API's rule: not empty, at
+// most 4096 bytes, valid UTF-8), or nothing when it can.
+std::optional<std::string> NewPasswordProblem(const std::string& password);
 
 // Maps a storage failure to the service's error (unavailable, or an internal
 // failure reported as unavailable so no engine text reaches a client).

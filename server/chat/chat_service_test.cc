@@ -123,6 +123,50 @@ TEST_F(ChatServiceTest, PasswordChangeKillsOlderTokens) {
   EXPECT_FALSE(service_->LogIn("alice", "one", "127.0.0.1").ok());
 }
 
+// Records what ChatService tells the hub.
+class RecordingObserver : public SessionObserver {
+ public:
+  void SessionEnded(const std::string& token_hash) override { ended.push_back(token_hash); }
+  void UserSessionsEnded(const std::string& user_id, const std::string& kept) override {
+    users_ended.push_back(user_id + "/" + kept);
+  }
+  std::vector<std::string> OpenSessions() override { return {}; }
+  std::vector<std::string> ended;
+  std::vector<std::string> users_ended;
+};
+
+TEST_F(ChatServiceTest, AnOperatorResetsPasswordsAndEndsSessionsByName) {
+  RecordingObserver observer;
+  service_->set_session_observer(&observer);
+  EXPECT_EQ(service_->Owner().error().kind, Error::Kind::kNotSetUp);
+  auto alice = service_->Setup("alice", "one");
+  ASSERT_TRUE(alice.ok());
+  Identity who = SignedIn(alice.value());
+  auto invitation = service_->Invite(who);
+  ASSERT_TRUE(invitation.ok());
+  auto bob = service_->AcceptInvitation(invitation.value().id, "bob", "pw");
+  ASSERT_TRUE(bob.ok());
+  ASSERT_TRUE(service_->Owner().ok());
+  EXPECT_EQ(service_->Owner().value().name, "alice");
+  EXPECT_EQ(service_->FindUser("BOB").value().id, bob.value().user_id);
+  EXPECT_EQ(service_->FindUser("carol").error().message, "no user carol");
+
+  ASSERT_TRUE(service_->ResetPassword("alice", "two").ok());
+  EXPECT_FALSE(service_->Authenticate(alice.value().token).ok());
+  EXPECT_TRUE(service_->LogIn("alice", "two", "127.0.0.1").ok());
+  EXPECT_FALSE(service_->LogIn("alice", "one", "127.0.0.1").ok());
+  EXPECT_EQ(observer.users_ended, std::vector<std::string>{alice.value().user_id + "/"});
+  EXPECT_EQ(service_->ResetPassword("alice", "").error().kind, Error::Kind::kBadRequest);
+  EXPECT_EQ(service_->ResetPassword("carol", "x").error().kind, Error::Kind::kNotFound);
+
+  ASSERT_TRUE(service_->EndSessions("bob").ok());
+  EXPECT_FALSE(service_->Authenticate(bob.value().token).ok());
+  EXPECT_TRUE(service_->LogIn("bob", "pw", "127.0.0.1").ok()) << "the password stays";
+  EXPECT_EQ(observer.users_ended.back(), bob.value().user_id + "/");
+  EXPECT_EQ(service_->EndSessions("carol").error().kind, Error::Kind::kNotFound);
+  service_->set_session_observer(nullptr);
+}
+
 TEST_F(ChatServiceTest, InvitationsExpireAndAreUsedOnce) {
   Identity alice = SignedIn(service_->Setup("alice", "pw").value());
   auto invitation = service_->Invite(alice);

@@ -61,6 +61,15 @@ std::string NewToken() {
   return Hex(bytes, sizeof bytes);
 }
 
+std::string NewPassword(std::size_t length) {
+  if (!EnsureSodium()) std::abort();  // as NewToken: never a guessable password
+  static constexpr char kAlphabet[] = "23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
+  std::string password(length, '\0');
+  // randombytes_uniform has no modulo bias.
+  for (char& c : password) c = kAlphabet[randombytes_uniform(sizeof kAlphabet - 1)];
+  return password;
+}
+
 std::string HashToken(std::string_view token) {
   unsigned char digest[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(token.data()), token.size());

@@ -5,6 +5,7 @@
 // sent to the client hex-encoded and stored only as their SHA-256 hash.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,11 @@ const std::string& DummyPasswordHash();
 
 // A new random token (64 hex characters).
 std::string NewToken();
+
+// A new random password of `length` characters for an operator to hand on
+// (quire admin reset-password): letters and digits without the look-alikes
+// 0, O, 1, l and I, about 5.8 bits each (20 characters: 116 bits).
+std::string NewPassword(std::size_t length = 20);
 
 // The hex SHA-256 of a token: what the store keeps.
 std::string HashToken(std::string_view token);

@@ -76,6 +76,16 @@ TEST_F(SecretsTest, Tokens) {
   EXPECT_NE(a, b);
 }
 
+TEST_F(SecretsTest, Passwords) {
+  const std::string a = NewPassword();
+  EXPECT_EQ(a.size(), 20u);
+  EXPECT_EQ(a.find_first_not_of("23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"),
+            std::string::npos)
+      << a;
+  EXPECT_NE(NewPassword(), a);
+  EXPECT_EQ(NewPassword(32).size(), 32u);
+}
+
 TEST_F(SecretsTest, HashToken) {
   // SHA-256 test vectors (FIPS 180-2).
   EXPECT_EQ(HashToken(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
