@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <thread>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
@@ -41,7 +42,41 @@ void AddDatabaseUrl(CLI::App& command, std::string* url) {
       ->capture_default_str();
 }
 
+constexpr const char* kAdminSocketHelp =
+    "The admin socket (Unix domain, mode 0600) that quire admin talks to; 'none': none "
+    "(default: PATH.admin.sock for sqlite:PATH, DIR/admin.sock for lmdb:DIR, none for "
+    "postgresql:)";
+
+void AddPublicUrl(CLI::App& command, std::string* url) {
+  command
+      .add_option("--public-url", *url,
+                  "The URL clients reach the server at, e.g. https://chat.example.org "
+                  "(https makes the session cookie Secure)")
+      ->envname("QUIRE_PUBLIC_URL")
+      ->check([](const std::string& text) -> std::string {
+        if (text.rfind("http://", 0) == 0 || text.rfind("https://", 0) == 0) return "";
+        return "--public-url must start with http:// or https://";
+      });
+}
+
 }  // namespace
+
+std::string AdminSocketPath(const std::string& option, const std::string& database_url) {
+  if (option == "none") return "";
+  if (!option.empty()) return option;
+  // Where the server can write anyway: beside the SQLite file (its journal
+  // goes there), inside the LMDB directory (its lock files are there).
+  for (const auto& [scheme, suffix] :
+       {std::pair{"sqlite:", ".admin.sock"}, std::pair{"lmdb:", "/admin.sock"}}) {
+    if (!database_url.starts_with(scheme)) continue;
+    std::string path = database_url.substr(std::string(scheme).size());
+    path = path.substr(0, path.find('?'));
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    if (path.empty()) return "";
+    return path + suffix;
+  }
+  return "";
+}
 
 bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* exit_code) {
   CLI::App app{"Quire, a self-hosted chat server", "quire"};
@@ -104,15 +139,7 @@ bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* 
       ->envname("QUIRE_STREAM_BUFFER_LIMIT")
       ->check(CLI::Range(0L, 1L << 20))
       ->capture_default_str();
-  serve
-      ->add_option("--public-url", config->public_url,
-                   "The URL clients reach the server at, e.g. https://chat.example.org "
-                   "(https makes the session cookie Secure)")
-      ->envname("QUIRE_PUBLIC_URL")
-      ->check([](const std::string& url) -> std::string {
-        if (url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) return "";
-        return "--public-url must start with http:// or https://";
-      });
+  AddPublicUrl(*serve, &config->public_url);
   serve
       ->add_flag("--access-log", config->access_log,
                  "Log one line per request on stderr (method, route, status, time, bytes; never "
@@ -131,6 +158,9 @@ bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* 
       ->check([](const std::string& text) -> std::string {
         return observe::AddressRange::Parse(text) ? "" : "'" + text + "' is not an address range";
       });
+  std::string serve_admin_socket;
+  serve->add_option("--admin-socket", serve_admin_socket, kAdminSocketHelp)
+      ->envname("QUIRE_ADMIN_SOCKET");
 
   MigrateConfig migrate_config;
   CLI::App* migrate = app.add_subcommand(
@@ -170,6 +200,30 @@ bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* 
   CLI::App* check = app.add_subcommand(
       "check", "Check a database for consistency (not served meanwhile); one line per problem");
   AddDatabaseUrl(*check, &check_config.database_url);
+
+  AdminConfig admin_config;
+  std::string admin_socket;
+  CLI::App* admin = app.add_subcommand(
+      "admin",
+      "Act on users as an operator: through the running server's admin socket, or on the "
+      "database when no server answers there");
+  admin->require_subcommand(1, 1);
+  admin->fallthrough();  // its options may also follow the action
+  AddDatabaseUrl(*admin, &admin_config.database_url);
+  admin->add_option("--socket", admin_socket, kAdminSocketHelp)->envname("QUIRE_ADMIN_SOCKET");
+  AddPublicUrl(*admin, &admin_config.public_url);
+  CLI::App* reset = admin->add_subcommand(
+      "reset-password",
+      "Give NAME a new password (printed, or read from stdin) and end every session of NAME");
+  reset->add_option("NAME", admin_config.name, "The user")->required();
+  reset->add_flag("--password-stdin", admin_config.password_stdin,
+                  "Read the new password from the first line of stdin");
+  CLI::App* logout_all =
+      admin->add_subcommand("logout-all", "End every session of NAME; the password stays");
+  logout_all->add_option("NAME", admin_config.name, "The user")->required();
+  CLI::App* invite = admin->add_subcommand(
+      "invite", "Create an invitation and print its link (or its id without --public-url)");
+  invite->add_option("--as", admin_config.as, "The user who invites (default: the first user)");
 
   try {
     app.parse(argc, argv);
@@ -211,7 +265,13 @@ bool ParseCommandLine(int argc, const char* const* argv, Command* command, int* 
     *command = restore_config;
   } else if (check->parsed()) {
     *command = check_config;
+  } else if (admin->parsed()) {
+    admin_config.command = admin->get_subcommands().front()->get_name();
+    admin_config.socket = AdminSocketPath(admin_socket, admin_config.database_url);
+    *command = admin_config;
   } else {
+    config->admin_socket = AdminSocketPath(serve_admin_socket, config->database_url);
+    config->admin_socket_required = !serve_admin_socket.empty();
     if (config->threads == 0) {
       config->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     }

@@ -1,7 +1,7 @@
 // The command line of quire: `quire serve` with its options, environment
-// variables and defaults (docs/configuration.md lists them), and the
-// maintenance commands migrate, backup, restore and check
-// (docs/operations.md).
+// variables and defaults (docs/configuration.md lists them), the
+// maintenance commands migrate, backup, restore and check, and the admin
+// commands (docs/operations.md).
 #pragma once
 
 #include <cstddef>
@@ -27,6 +27,10 @@ struct ServeConfig {
   bool access_log = false;                   // --access-log: a line per request on stderr
   std::string log_format = "text";           // --log-format text|json
   std::vector<std::string> metrics_allow;    // --metrics-allow CIDR (repeatable)
+  std::string admin_socket;  // --admin-socket, resolved by AdminSocketPath; empty: none
+  // Set with --admin-socket: a socket that cannot be made stops the server.
+  // The default's failure is only reported: the server serves without one.
+  bool admin_socket_required = false;
   chat::Policy policy;
 };
 
@@ -57,7 +61,28 @@ struct CheckConfig {
   std::string database_url = "sqlite:quire.db";
 };
 
-using Command = std::variant<ServeConfig, MigrateConfig, BackupConfig, RestoreConfig, CheckConfig>;
+// quire admin [--socket PATH] [--database-url URL] [--public-url URL]
+//   reset-password NAME [--password-stdin] | logout-all NAME | invite [--as NAME]
+struct AdminConfig {
+  std::string database_url = "sqlite:quire.db";
+  std::string socket;  // resolved by AdminSocketPath; empty: none, act on the database
+  std::string public_url;
+  std::string command;  // "reset-password", "logout-all" or "invite"
+  std::string name;     // the user of reset-password and logout-all
+  bool password_stdin = false;
+  std::string as;  // invite: the issuer; empty: the first user
+};
+
+using Command =
+    std::variant<ServeConfig, MigrateConfig, BackupConfig, RestoreConfig, CheckConfig, AdminConfig>;
+
+// The admin socket for --admin-socket (serve) or --socket (admin) `option`
+// and the database URL: the option when set; none ("") for "none"; by
+// default PATH.admin.sock for sqlite:PATH and DIR/admin.sock for lmdb:DIR
+// (where the database is, so a server and `quire admin` given the same
+// database find each other), and none for other URLs (PostgreSQL has no
+// path; several servers may share it).
+std::string AdminSocketPath(const std::string& option, const std::string& database_url);
 
 // Parses the command line. Returns true to go on with *command. Otherwise
 // *exit_code says how to exit: 0 after --help or --version, 2 after a usage

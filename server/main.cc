@@ -12,12 +12,15 @@
 #include <thread>
 #include <variant>
 
+#include "server/admin/admin_requests.h"
+#include "server/admin/admin_socket.h"
 #include "server/api/api.h"
 #include "server/chat/chat_service.h"
 #include "server/chat/committer.h"
-#include "server/chat/secrets.h"
 #include "server/client_assets/asset_server.h"
+#include "server/commands/admin_command.h"
 #include "server/commands/maintenance_commands.h"
+#include "server/commands/open_database.h"
 #include "server/config.h"
 #include "server/fanout/event_hub.h"
 #include "server/http/http_server.h"
@@ -100,18 +103,12 @@ int Serve(const quire::ServeConfig& config) {
   using namespace quire;
   log::SetFormat(config.log_format == "json" ? log::Format::kJson : log::Format::kText);
   const std::size_t open_files = RaiseOpenFileLimit();
-  if (!chat::InitSecrets()) {
-    std::fprintf(stderr, "quire: cannot initialise the random number generator\n");
-    return 1;
-  }
   storage::Registry& registry = storage::Registry::Global();
   RegisterBackends(registry);
 
   std::unique_ptr<storage::Store> store;
-  storage::Status status = registry.Open(config.database_url, &store);
-  if (!status.ok()) {
-    std::fprintf(stderr, "quire: cannot open database %s: %s\n",
-                 storage::RedactedUrl(config.database_url).c_str(), status.ToString().c_str());
+  if (!commands::OpenChatStore(registry, config.database_url, storage::EngineUse::kServe, "quire",
+                               &store)) {
     return 1;
   }
 
@@ -157,7 +154,7 @@ int Serve(const quire::ServeConfig& config) {
     std::lock_guard<std::mutex> lock(pace_link.mu);
     pace_link.hub = &hub;
   }
-  status = hub.Start();
+  storage::Status status = hub.Start();
   if (!status.ok()) {
     std::fprintf(stderr, "quire: cannot read the database: %s\n", status.ToString().c_str());
     return 1;
@@ -186,6 +183,28 @@ int Serve(const quire::ServeConfig& config) {
     observability.OnAnswer(exchange);
   };
 
+  // `quire admin` asks through it; its requests run on its own thread.
+  std::unique_ptr<admin::AdminSocket> admin_socket;
+  if (!config.admin_socket.empty()) {
+    admin_socket = std::make_unique<admin::AdminSocket>(
+        config.admin_socket, [&service, &config](const std::string& line) {
+          admin::Request request;
+          std::string why;
+          if (!admin::DecodeRequest(line, &request, &why)) {
+            return admin::EncodeResponse(admin::Response{2, why});
+          }
+          return admin::EncodeResponse(admin::Execute(service, request, config.public_url));
+        });
+    if (std::string error; !admin_socket->Start(&error)) {
+      if (config.admin_socket_required) {
+        std::fprintf(stderr, "quire: %s\n", error.c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "quire: %s; serving without an admin socket (set --admin-socket)\n",
+                   error.c_str());
+      admin_socket.reset();
+    }
+  }
   http::HttpServer server(
       http_options,
       [&api, &assets, &observability](const http::Request& request, http::Responder& responder) {
@@ -235,8 +254,10 @@ int Serve(const quire::ServeConfig& config) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
 
-  // Streams end first, then requests in flight finish (their writes commit),
-  // then the committer drains and the store closes as the objects go.
+  // No new admin requests (the socket file goes); then streams end first,
+  // then requests in flight finish (their writes commit), then the committer
+  // drains and the store closes as the objects go.
+  admin_socket.reset();
   hub.Stop();
   server.Shutdown();
   return 0;
@@ -281,6 +302,9 @@ int main(int argc, char** argv) {
   }
   if (const auto* config = std::get_if<quire::RestoreConfig>(&command)) {
     return Restore(registry, *config);
+  }
+  if (const auto* config = std::get_if<quire::AdminConfig>(&command)) {
+    return Admin(registry, *config);
   }
   return Check(registry, std::get<quire::CheckConfig>(command));
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "server/commands/open_database.h"
 #include "storage/maintenance/check_store.h"
 #include "storage/maintenance/copy_store.h"
 #include "storage/maintenance/history_break.h"
@@ -41,24 +42,11 @@ void PrintVerified(const char* command, const storage::maintenance::CopyReport& 
   for (const auto& tally : report.tables) {
     tables += (tables.empty() ? "" : ", ") + tally.table + " " + Thousands(tally.rows);
   }
-  std::printf("quire %s: copied %s rows in %.1f s and verified them in %.1f s, every row read "
-              "back and compared with the source (SHA-256 of each record); head: %s; %s\n",
-              command, Thousands(report.rows).c_str(), report.copy_seconds, report.verify_seconds,
-              DescribeHead(report.target_head).c_str(), tables.c_str());
-}
-
-// Opening a SQLite or LMDB path that does not exist would create an empty
-// store there; a store to read from must exist. Other URLs pass.
-bool Exists(const char* command, const std::string& url) {
-  for (const char* scheme : {"sqlite:", "lmdb:"}) {
-    const std::string prefix = scheme;
-    if (!url.starts_with(prefix)) continue;
-    struct stat info {};
-    if (stat(url.substr(prefix.size()).c_str(), &info) == 0) return true;
-    Fail(command, "no database at " + url);
-    return false;
-  }
-  return true;
+  std::printf(
+      "quire %s: copied %s rows in %.1f s and verified them in %.1f s, every row read "
+      "back and compared with the source (SHA-256 of each record); head: %s; %s\n",
+      command, Thousands(report.rows).c_str(), report.copy_seconds, report.verify_seconds,
+      DescribeHead(report.target_head).c_str(), tables.c_str());
 }
 
 bool IsUrl(const std::string& text) {
