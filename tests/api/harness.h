@@ -159,6 +159,10 @@ struct RunResult {
 };
 RunResult RunQuire(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
                    const std::vector<std::string>& env = {});
+// As RunQuire, with `stdin_text` as its standard input (else /dev/null).
+RunResult RunQuireWithInput(const std::vector<std::string>& args, const std::string& stdin_text,
+                            std::chrono::milliseconds timeout,
+                            const std::vector<std::string>& env = {});
 // As RunQuire, but kills it (SIGKILL) as soon as `kill_when` holds (polled
 // every millisecond): to interrupt a command at a point the test watches for.
 RunResult RunQuireUntil(const std::vector<std::string>& args, std::chrono::milliseconds timeout,

@@ -15,9 +15,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <stdexcept>
 
@@ -128,7 +130,8 @@ std::optional<ExitStatus> WaitFor(pid_t pid, std::chrono::milliseconds timeout) 
 // fork + exec with stdout/stderr to files, stdin from /dev/null. The child dies
 // with the test process (PR_SET_PDEATHSIG).
 pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
-            const std::string& out_path, const std::string& err_path) {
+            const std::string& out_path, const std::string& err_path,
+            const std::string& in_path = "/dev/null") {
   // Everything the child needs is prepared before fork: only async-signal-safe
   // calls happen between fork and exec.
   std::vector<std::string> env;
@@ -146,6 +149,7 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>
   cenv.push_back(nullptr);
   const char* out_c = out_path.c_str();
   const char* err_c = err_path.c_str();
+  const char* in_c = in_path.c_str();
   pid_t parent = getpid();
 
   pid_t pid = fork();
@@ -156,7 +160,7 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    int in = open("/dev/null", O_RDONLY);
+    int in = open(in_c, O_RDONLY);
     int out = open(out_c, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
     int err = open(err_c, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
     if (in < 0 || out < 0 || err < 0) _exit(126);
@@ -323,12 +327,21 @@ namespace {
 
 // Runs quire to completion, or kills it when `kill_when` (if set) holds.
 RunResult RunWatched(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
-                     const std::vector<std::string>& env, const std::function<bool()>& kill_when) {
+                     const std::vector<std::string>& env, const std::function<bool()>& kill_when,
+                     const std::optional<std::string>& stdin_text = std::nullopt) {
   TempDir dir;
   std::vector<std::string> argv = {QuireBin()};
   argv.insert(argv.end(), args.begin(), args.end());
   std::string out = dir.path() + "/stdout", err = dir.path() + "/stderr";
-  pid_t pid = Spawn(argv, env, out, err);
+  std::string in = "/dev/null";
+  if (stdin_text) {
+    in = dir.path() + "/stdin";
+    std::FILE* f = std::fopen(in.c_str(), "wb");
+    if (!f) throw std::runtime_error("cannot write " + in);
+    std::fwrite(stdin_text->data(), 1, stdin_text->size(), f);
+    std::fclose(f);
+  }
+  pid_t pid = Spawn(argv, env, out, err, in);
   RunResult result;
   std::optional<ExitStatus> ended;
   if (kill_when) {
@@ -367,6 +380,12 @@ RunResult RunWatched(const std::vector<std::string>& args, std::chrono::millisec
 RunResult RunQuire(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
                    const std::vector<std::string>& env) {
   return RunWatched(args, timeout, env, nullptr);
+}
+
+RunResult RunQuireWithInput(const std::vector<std::string>& args, const std::string& stdin_text,
+                            std::chrono::milliseconds timeout,
+                            const std::vector<std::string>& env) {
+  return RunWatched(args, timeout, env, nullptr, stdin_text);
 }
 
 RunResult RunQuireUntil(const std::vector<std::string>& args, std::chrono::milliseconds timeout,
