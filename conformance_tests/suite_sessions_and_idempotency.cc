@@ -127,7 +127,7 @@ TEST_P(StoreConformance, P09_TokensAndInvitations) {
   ASSERT_TRUE(apply_silent(op::DeleteUserSessions{user}).status.ok());
   EXPECT_TRUE(store_->FindSession(MakeSession(7, user, 0).token_hash, &found).IsNotFound())
       << "DeleteUserSessions left a session of the user";
-  QUIRE_EXPECT_OK(store_->FindSession(MakeSession(10, Id('U', 10), 0).token_hash, &found))
+  EXPECT_TRUE(store_->FindSession(MakeSession(10, Id('U', 10), 0).token_hash, &found).ok())
       << "DeleteUserSessions ended another user's session";
   QUIRE_ASSERT_OK(store_->GetUser(user, &u));
   EXPECT_EQ(u.password_hash, "reset hash") << "DeleteUserSessions changed the password";
