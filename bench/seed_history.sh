@@ -23,32 +23,8 @@ events=${4:?usage: seed_history.sh QUIRE_BIN WORKDIR DB EVENTS}
 mkdir -p "$work"
 rm -f "$db" "$db-wal" "$db-shm" "$db-lock"
 
-server_pid=""
-stop_server() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
-trap stop_server EXIT INT TERM
-
-# Starts quire on $db; sets server_pid and port.
-start_server() {
-  local out="$work/boot-server.out"
-  : >"$out"
-  "$quire" serve --database-url "sqlite:$db" --port 0 >"$out" 2>"$work/boot-server.err" &
-  server_pid=$!
-  for _ in $(seq 200); do
-    if grep -q "quire listening on" "$out"; then break; fi
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/boot-server.err" >&2; exit 1; }
-    sleep 0.05
-  done
-  port=$(sed -n 's#.*quire listening on http://[^:]*:\([0-9]*\).*#\1#p' "$out")
-  [[ -n "$port" ]] || { echo "boot_bench: the server did not start" >&2; exit 1; }
-}
+# start_server, stop_server (the EXIT trap): quire on $db.
+source "$(dirname "$0")/quire_server.sh"
 
 # --- a user, a session and a conversation, through the API ---
 start_server
@@ -60,7 +36,7 @@ curl -sf -b "$jar" -H 'Content-Type: application/json' -d '{"name":"boot bench"}
   "http://127.0.0.1:$port/api/conversations" >"$work/conversation.json"
 user=$(grep -o '"id":"U[^"]*"' "$work/setup.json" | head -1 | cut -d'"' -f4)
 conv=$(grep -o '"id":"C[^"]*"' "$work/conversation.json" | head -1 | cut -d'"' -f4)
-[[ -n "$user" && -n "$conv" ]] || { echo "boot_bench: setup failed" >&2; exit 1; }
+[[ -n "$user" && -n "$conv" ]] || { echo "seed_history: setup failed" >&2; exit 1; }
 stop_server
 
 # --- EVENTS messages, inserted directly ---

@@ -5,8 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <vector>
+
+#include "server/http/log.h"
 
 namespace quire::http {
 
@@ -14,7 +15,7 @@ WritableWatcher::WritableWatcher() {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (epoll_fd_ < 0 || wake_fd_ < 0) {
-    std::fprintf(stderr, "quire http: cannot create the writable watcher\n");
+    Log("cannot create the writable watcher");
     return;
   }
   epoll_event ev{};
@@ -28,7 +29,7 @@ WritableWatcher::~WritableWatcher() {
   if (thread_.joinable()) {
     std::uint64_t one = 1;
     if (::write(wake_fd_, &one, sizeof one) < 0) {
-      std::fprintf(stderr, "quire http: cannot wake the writable watcher\n");
+      Log("cannot wake the writable watcher");
     }
     thread_.join();
   }
@@ -69,7 +70,7 @@ void WritableWatcher::Run() {
     int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), -1);
     if (n < 0) {
       if (errno == EINTR) continue;
-      std::fprintf(stderr, "quire http: the writable watcher stopped (epoll_wait failed)\n");
+      Log("the writable watcher stopped (epoll_wait failed)");
       return;
     }
     due.clear();
