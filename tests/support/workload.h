@@ -75,6 +75,7 @@ class Workload {
         return op::ChangePassword{user, "hash-" + std::to_string(now_), NewSession(user)};
       }
       case 5:
+        if (Pick(0, 3) == 0) return op::DeleteUserSessions{SomeOf(users_, "U-unknown")};
         return op::TouchSession{SomeOf(tokens_, "T-unknown"), now_};
       case 6:
       case 7: {
