@@ -101,8 +101,9 @@ run_ctest() {
 }
 
 # --- Pass 1: RelWithDebInfo ------------------------------------------------------
-# -g1 (line tables and function names, no variables) in both builds: a third
-# less compile time than -g, and stack traces keep their lines.
+# -g1 (line tables and function names, no variables) here and in the sanitizer
+# build (pass 2): a third less compile time than -g, and stack traces keep
+# their lines.
 "${ROOT}/tools/build.sh" "${ROOT}/build" -DQUIRE_SANITIZE=OFF "-DQUIRE_TEST_DATABASES=${DB_LIST}" \
   "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
 echo "test.sh: build finished after ${SECONDS}s"

@@ -890,7 +890,7 @@ class LmdbEngine final : public Engine {
   }
 
   // A savepoint is a nested transaction, which copies every page it touches:
-  // runs of sends took 40-70% more sends a second (docs/benchmarks.md, 14).
+  // runs of sends took 52% more sends a second (docs/benchmarks.md, 14).
   EngineTraits traits() const override { return EngineTraits{.cheap_savepoints = false}; }
 
   Status BeginWrite(std::unique_ptr<WriteTxn>* out) override {
