@@ -26,7 +26,13 @@ using postgres::ConnectionPool;
 using postgres::Guarded;
 
 constexpr const char* kChannel = "quire_commits";
-constexpr std::size_t kMaxIdleConnections = 8;
+// Connections kept open between uses. Concurrent users are at most the HTTP
+// workers plus the committer and the pump, so nearly every connection opened
+// under load is kept: one closed at release and opened again for the next
+// read costs a backend start and the preparation of every statement. With 8
+// kept, 64 concurrent senders made 349 connections in 8 s and PostgreSQL
+// spent most of its CPU starting them (docs/benchmarks.md section 15).
+constexpr std::size_t kMaxIdleConnections = 64;
 
 // The advisory lock key that keeps servers and maintenance commands apart
 // (Engine::Hold): "QuireUse" in ASCII. Servers hold it shared, a migration,

@@ -378,6 +378,48 @@ TEST_F(PostgresStoreTest, ListingsPageThroughEveryRecordOnce) {
   EXPECT_TRUE(none.empty());
 }
 
+// A busy server reads on more connections at once than 8 (every HTTP worker,
+// the committer, the pump). Connections it opened are kept for the next
+// reads, not closed and opened again: each new one is a backend start plus
+// the preparation of every statement (docs/benchmarks.md section 15).
+TEST_F(PostgresStoreTest, ConnectionsOpenedUnderLoadAreKeptForTheNextReads) {
+  std::unique_ptr<Engine> engine = OpenEngine();
+  ASSERT_NE(engine, nullptr);
+  constexpr int kReaders = 16;
+  const std::string backends =
+      "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND application_name = 'quire' "
+      "AND state = 'idle' AND query NOT ILIKE '%LISTEN%'";
+  auto read_at_once = [&] {
+    std::vector<std::unique_ptr<RecordReader>> readers(kReaders);
+    for (auto& reader : readers) {
+      ASSERT_TRUE(engine->BeginRead(&reader).ok());
+      Head head;
+      ASSERT_TRUE(reader->GetHead(&head).ok());
+    }
+  };
+  // The backends of the engine's idle connections.
+  auto idle_backends = [&] {
+    std::set<std::string> pids;
+    const std::string list = Query(backends);
+    for (std::size_t start = 0; start < list.size();) {
+      const std::size_t comma = std::min(list.find(',', start), list.size());
+      pids.insert(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    return pids;
+  };
+  read_at_once();
+  const std::set<std::string> first = idle_backends();
+  read_at_once();
+  const std::set<std::string> second = idle_backends();
+  EXPECT_GE(first.size(), static_cast<std::size_t>(kReaders));
+  for (const std::string& pid : second) {
+    EXPECT_TRUE(first.count(pid)) << "the second round opened a new connection (backend " << pid
+                                  << ")";
+  }
+}
+
 TEST_F(PostgresStoreTest, RemoveEverythingEmptiesTheStoreAndResetsTheHead) {
   std::unique_ptr<Engine> engine = OpenEngine();
   ASSERT_NE(engine, nullptr);
