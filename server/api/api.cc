@@ -56,13 +56,20 @@ std::string ErrorBody(const std::string& message) {
   return json{{"error", message}}.dump();
 }
 
-void SendJson(http::Responder& responder, int status, const json& body,
-              std::vector<std::string> cookies = {}) {
+// `body` is JSON text already.
+void SendJsonText(http::Responder& responder, int status, std::string body,
+                  std::vector<std::string> cookies = {}) {
   http::Response response;
   response.status = status;
-  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  response.body = std::move(body);
   response.set_cookies = std::move(cookies);
   responder.Send(std::move(response));
+}
+
+void SendJson(http::Responder& responder, int status, const json& body,
+              std::vector<std::string> cookies = {}) {
+  SendJsonText(responder, status, body.dump(-1, ' ', false, json::error_handler_t::replace),
+               std::move(cookies));
 }
 
 void SendError(http::Responder& responder, int status, const std::string& message) {
@@ -129,6 +136,14 @@ struct Api::Call {
     return [responder = responder.Keep(), body = std::move(body), status](chat::Result<T> result) {
       if (!result.ok()) return SendError(*responder, result.error());
       SendJson(*responder, status, body(result.value()));
+    };
+  }
+  // The same for a body rendered as JSON text by `body`.
+  template <class T>
+  chat::Reply<T> LaterText(std::string (*body)(const T&), int status = 202) {
+    return [responder = responder.Keep(), body, status](chat::Result<T> result) {
+      if (!result.ok()) return SendError(*responder, result.error());
+      SendJsonText(*responder, status, body(result.value()));
     };
   }
   // The same for a 204 with `cookies`.
@@ -397,13 +412,7 @@ void Api::SendMessage(Call& c) {
   if (!body || !c.Strings(*body, {{"body", &text}})) return;
   const std::string* key = c.request.Header("idempotency-key");
   service_.SendMessage(c.who, c.param, text, key ? *key : std::string(),
-                       c.Later<storage::Message>([](const storage::Message& m) {
-                         return json{{"id", m.id},
-                                     {"conversation", m.conversation},
-                                     {"sender", m.sender},
-                                     {"body", m.body},
-                                     {"at", chat::FormatTimestamp(m.at)}};
-                       }));
+                       c.LaterText<storage::Message>(&chat::MessageJson));
 }
 
 void Api::DeleteConversation(Call& c) {

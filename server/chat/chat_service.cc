@@ -54,20 +54,31 @@ Result<std::string> NewPasswordHash(const std::string& raw) {
   return hash;
 }
 
+// After a write, before it is answered: the sessions it may have changed
+// leave the cache (whatever its outcome: forgetting is never wrong).
+void ForgetChangedSessions(SessionCache& sessions, const storage::op::Operation& op) {
+  std::string token_hash;
+  if (ChangesSessions(op, &token_hash)) sessions.Forget(token_hash);
+}
+
 // Applies one operation through the committer and waits for its outcome (for
 // requests that hold their thread anyway: password hashing, sessions).
-Write Commit(Committer& committer, storage::op::Operation op) {
-  return committer.SubmitAndWait(Write{std::move(op), Status::Ok(), 0});
+Write Commit(Committer& committer, SessionCache& sessions, storage::op::Operation op) {
+  Write w = committer.SubmitAndWait(Write{std::move(op), Status::Ok(), 0});
+  ForgetChangedSessions(sessions, w.op);
+  return w;
 }
 
 // Applies one operation through the committer and returns at once;
 // `finish` turns the committed write into the reply, on the committer thread.
 template <class T>
-void CommitThen(Committer& committer, storage::op::Operation op, Reply<T> reply,
-                std::function<Result<T>(Write&)> finish) {
-  committer.Submit(
-      Write{std::move(op), Status::Ok(), 0},
-      [reply = std::move(reply), finish = std::move(finish)](Write w) { reply(finish(w)); });
+void CommitThen(Committer& committer, SessionCache& sessions, storage::op::Operation op,
+                Reply<T> reply, std::function<Result<T>(Write&)> finish) {
+  committer.Submit(Write{std::move(op), Status::Ok(), 0},
+                   [&sessions, reply = std::move(reply), finish = std::move(finish)](Write w) {
+                     ForgetChangedSessions(sessions, w.op);
+                     reply(finish(w));
+                   });
 }
 
 }  // namespace
@@ -98,7 +109,8 @@ ChatService::ChatService(storage::Store& store, Committer& committer, Clock& clo
       committer_(committer),
       clock_(clock),
       policy_(policy),
-      login_throttle_(policy.login_per_name, policy.login_per_address) {}
+      login_throttle_(policy.login_per_name, policy.login_per_address),
+      sessions_(!store.capabilities().multi_process_writers) {}
 
 Result<bool> ChatService::IsSetUp() {
   if (set_up_.load(std::memory_order_acquire)) return true;
@@ -127,7 +139,7 @@ Result<Login> ChatService::Setup(const std::string& raw_name, const std::string&
                           password_hash.value(), clock_.Now()};
   Login login{op.user.id, op.user.name, ""};
   op.session = NewSession(op.user.id, &login.token);
-  Write w = Commit(committer_, std::move(op));
+  Write w = Commit(committer_, sessions_, std::move(op));
   if (w.status.IsConflict()) return Conflict("setup has already been done");
   if (!w.status.ok()) return StorageError(w.status);
   set_up_.store(true, std::memory_order_release);
@@ -171,7 +183,7 @@ void ChatService::LogIn(const std::string& raw_name, const std::string& raw_pass
 void ChatService::NewLogin(const storage::User& user, Reply<Login> reply) {
   Login login{user.id, user.name, ""};
   storage::op::CreateSession op{NewSession(user.id, &login.token)};
-  CommitThen<Login>(committer_, std::move(op), std::move(reply),
+  CommitThen<Login>(committer_, sessions_, std::move(op), std::move(reply),
                     [login](Write& w) -> Result<Login> {
                       if (!w.status.ok()) return StorageError(w.status);
                       return login;
@@ -194,9 +206,15 @@ Result<Identity> ChatService::Authenticate(const std::string& token) {
   if (token.empty() || token.size() > 256) return Unauthorized();
   const std::string hash = HashToken(token);
   storage::Session session;
-  Status s = store_.FindSession(hash, &session);
-  if (s.IsNotFound()) return Unauthorized();
-  if (!s.ok()) return StorageError(s);
+  if (std::optional<storage::Session> cached = sessions_.Find(hash)) {
+    session = std::move(*cached);
+  } else {
+    const std::uint64_t generation = sessions_.Generation();
+    Status s = store_.FindSession(hash, &session);
+    if (s.IsNotFound()) return Unauthorized();
+    if (!s.ok()) return StorageError(s);
+    sessions_.Remember(session, generation);
+  }
   const Micros now = clock_.Now();
   if (now - session.last_used > policy_.session_ttl) return Unauthorized();
   std::string name;
@@ -206,7 +224,7 @@ Result<Identity> ChatService::Authenticate(const std::string& token) {
   }
   if (name.empty()) {
     storage::User user;
-    s = store_.GetUser(session.user_id, &user);
+    Status s = store_.GetUser(session.user_id, &user);
     if (s.IsNotFound()) return Unauthorized();
     if (!s.ok()) return StorageError(s);
     name = user.name;
@@ -218,7 +236,7 @@ Result<Identity> ChatService::Authenticate(const std::string& token) {
   // rather than on every request.
   const Micros granularity = std::min<Micros>(policy_.session_ttl / 20, 60 * kSecond);
   if (now - session.last_used >= granularity) {
-    Write w = Commit(committer_, storage::op::TouchSession{hash, now});
+    Write w = Commit(committer_, sessions_, storage::op::TouchSession{hash, now});
     if (w.status.IsNotFound()) return Unauthorized();  // logged out meanwhile
     if (!w.status.ok()) return StorageError(w.status);
   }
@@ -226,8 +244,8 @@ Result<Identity> ChatService::Authenticate(const std::string& token) {
 }
 
 void ChatService::LogOut(const Identity& who, Reply<Done> reply) {
-  CommitThen<Done>(committer_, storage::op::DeleteSession{who.token_hash}, std::move(reply),
-                   [this, hash = who.token_hash](Write& w) -> Result<Done> {
+  CommitThen<Done>(committer_, sessions_, storage::op::DeleteSession{who.token_hash},
+                   std::move(reply), [this, hash = who.token_hash](Write& w) -> Result<Done> {
                      if (w.status.IsNotFound()) return Unauthorized();
                      if (!w.status.ok()) return StorageError(w.status);
                      // Its streams end before the logout is answered.
@@ -260,8 +278,9 @@ Result<Login> ChatService::ChangePassword(const Identity& who, const std::string
 Status ChatService::ReplacePassword(const std::string& user_id, std::string password_hash,
                                     storage::Session session) {
   const std::string kept = session.token_hash;
-  Write w = Commit(committer_, storage::op::ChangePassword{user_id, std::move(password_hash),
-                                                           std::move(session)});
+  Write w =
+      Commit(committer_, sessions_,
+             storage::op::ChangePassword{user_id, std::move(password_hash), std::move(session)});
   // The replaced sessions' streams end before the change is answered.
   if (w.status.ok() && observer_) observer_->UserSessionsEnded(user_id, kept);
   return w.status;
@@ -318,7 +337,7 @@ Result<Done> ChatService::EndSessions(const std::string& name) {
   Result<storage::User> user = FindUser(name);
   if (!user.ok()) return user.error();
   const std::string& user_id = user.value().id;
-  Write w = Commit(committer_, storage::op::DeleteUserSessions{user_id});
+  Write w = Commit(committer_, sessions_, storage::op::DeleteUserSessions{user_id});
   if (w.status.IsNotFound()) return NotFound("no user " + name);
   if (!w.status.ok()) return StorageError(w.status);
   if (observer_) observer_->UserSessionsEnded(user_id, "");
@@ -328,8 +347,9 @@ Result<Done> ChatService::EndSessions(const std::string& name) {
 void ChatService::Invite(const Identity& who, Reply<InvitationView> reply) {
   storage::Invitation invitation{NewId(IdKind::kInvitation), who.user_id, clock_.Now(), false};
   const InvitationView view{invitation.id, invitation.issuer_id, invitation.issued_at};
-  CommitThen<InvitationView>(committer_, storage::op::CreateInvitation{std::move(invitation)},
-                             std::move(reply), [view](Write& w) -> Result<InvitationView> {
+  CommitThen<InvitationView>(committer_, sessions_,
+                             storage::op::CreateInvitation{std::move(invitation)}, std::move(reply),
+                             [view](Write& w) -> Result<InvitationView> {
                                if (!w.status.ok()) return StorageError(w.status);
                                return view;
                              });
@@ -367,7 +387,7 @@ Result<Login> ChatService::AcceptInvitation(const std::string& id, const std::st
                           password_hash.value(), now};
   Login login{op.user.id, op.user.name, ""};
   op.session = NewSession(op.user.id, &login.token);
-  Write w = Commit(committer_, std::move(op));
+  Write w = Commit(committer_, sessions_, std::move(op));
   if (w.status.IsNotFound()) return unknown;
   if (w.status.IsConflict()) return Conflict("that name is taken");
   if (!w.status.ok()) return StorageError(w.status);
@@ -385,8 +405,8 @@ void ChatService::CreateConversation(const Identity& /*who*/, const std::string&
                                      now,
                                      now,
                                      std::nullopt};
-  CommitThen<storage::Conversation>(committer_, storage::op::CreateConversation{conversation},
-                                    std::move(reply),
+  CommitThen<storage::Conversation>(committer_, sessions_,
+                                    storage::op::CreateConversation{conversation}, std::move(reply),
                                     [conversation](Write& w) -> Result<storage::Conversation> {
                                       if (w.status.IsConflict())
                                         return Conflict("a conversation with that name exists");
@@ -422,7 +442,7 @@ void ChatService::SendMessage(const Identity& who, const std::string& conversati
   if (!LooksLikeId(conversation_id, IdKind::kConversation) && idempotency_key.empty()) {
     return reply(unknown);
   }
-  CommitThen<storage::Message>(committer_, std::move(op), std::move(reply),
+  CommitThen<storage::Message>(committer_, sessions_, std::move(op), std::move(reply),
                                [unknown](Write& w) -> Result<storage::Message> {
                                  if (w.status.IsNotFound()) return unknown;
                                  if (!w.status.ok()) return StorageError(w.status);
@@ -434,8 +454,8 @@ void ChatService::DeleteConversation(const Identity& /*who*/, const std::string&
                                      Reply<Done> reply) {
   const Error unknown = NotFound("no such conversation");
   if (!LooksLikeId(id, IdKind::kConversation)) return reply(unknown);
-  CommitThen<Done>(committer_, storage::op::DeleteConversation{id, clock_.Now()}, std::move(reply),
-                   [unknown](Write& w) -> Result<Done> {
+  CommitThen<Done>(committer_, sessions_, storage::op::DeleteConversation{id, clock_.Now()},
+                   std::move(reply), [unknown](Write& w) -> Result<Done> {
                      if (w.status.IsNotFound()) return unknown;
                      if (w.status.IsConflict())
                        return Conflict("the conversation still has messages");
@@ -455,8 +475,8 @@ void ChatService::DeleteMessage(const Identity& who, const std::string& id, Repl
   if (message.sender != who.user_id) {
     return reply(Error{Error::Kind::kForbidden, "only the sender may delete a message"});
   }
-  CommitThen<Done>(committer_, storage::op::DeleteMessage{id, clock_.Now()}, std::move(reply),
-                   [unknown](Write& w) -> Result<Done> {
+  CommitThen<Done>(committer_, sessions_, storage::op::DeleteMessage{id, clock_.Now()},
+                   std::move(reply), [unknown](Write& w) -> Result<Done> {
                      if (w.status.IsNotFound()) return unknown;
                      if (!w.status.ok()) return StorageError(w.status);
                      return Done{};
@@ -521,9 +541,9 @@ Result<Done> ChatService::RunRetention() {
   purge.sessions_used_before = now - policy_.session_ttl;
   purge.invitations_issued_before = now - policy_.invite_ttl;
   purge.idempotency_before = now - policy_.idempotency_window;
-  Write w = Commit(committer_, expire);
+  Write w = Commit(committer_, sessions_, expire);
   if (!w.status.ok()) return StorageError(w.status);
-  w = Commit(committer_, purge);
+  w = Commit(committer_, sessions_, purge);
   if (!w.status.ok()) return StorageError(w.status);
   EndExpiredSessions(now);
   return Done{};

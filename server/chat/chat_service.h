@@ -21,6 +21,7 @@
 #include "server/chat/committer.h"
 #include "server/chat/hashing_pool.h"
 #include "server/chat/login_throttle.h"
+#include "server/chat/session_cache.h"
 #include "storage/store.h"
 
 namespace quire::chat {
@@ -208,9 +209,12 @@ class ChatService {
   const Policy policy_;
   SessionObserver* observer_ = nullptr;
   LoginThrottle login_throttle_;
+  // The sessions requests found, on stores that only this process writes: a
+  // request then reads nothing to learn who sent it.
+  SessionCache sessions_;
   // User id -> name, for Authenticate: users are never renamed or deleted, so
-  // an entry never goes stale, and a request costs one read (its session),
-  // not two. Emptied when it reaches kMaxCachedNames.
+  // an entry never goes stale, and a request costs at most one read (its
+  // session), not two. Emptied when it reaches kMaxCachedNames.
   static constexpr std::size_t kMaxCachedNames = 65536;
   std::mutex names_mu_;
   std::unordered_map<std::string, std::string> user_names_;  // guarded by names_mu_

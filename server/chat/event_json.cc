@@ -159,6 +159,17 @@ void AppendEventJson(std::string& out, const storage::Event& e) {
   out += "}";
 }
 
+std::string MessageJson(const storage::Message& m) {
+  std::string out = "{\"id\":";
+  AppendJsonString(out, m.id);
+  AppendField(out, "conversation", m.conversation);
+  AppendField(out, "sender", m.sender);
+  AppendField(out, "body", m.body);
+  AppendTimeField(out, "at", m.at);
+  out += "}";
+  return out;
+}
+
 std::string EventJson(const storage::Event& event) {
   std::string out;
   AppendEventJson(out, event);

@@ -30,6 +30,20 @@ TEST(EventJson, MessageSentHasTheFieldsOfTheContractInOrder) {
             "\"id\":\"Mbbbbbbbbbbbbbbb\",\"body\":\"hello \\\"world\\\"\\n\"}");
 }
 
+// The 202 of a send: the contract's order, the same escaping and time format
+// as the events.
+TEST(EventJson, ASentMessageAsItsReplyShowsIt) {
+  storage::Message m{
+      "Mbbbbbbbbbbbbbbb", "Cccccccccccccccc", "Udddddddddddddd0", "tab\there \u00e9 \"q\"", kAt,
+      std::nullopt};
+  EXPECT_EQ(MessageJson(m),
+            "{\"id\":\"Mbbbbbbbbbbbbbbb\",\"conversation\":\"Cccccccccccccccc\","
+            "\"sender\":\"Udddddddddddddd0\",\"body\":\"tab\\there \u00e9 \\\"q\\\"\","
+            "\"at\":\"2025-06-19T15:14:40.431627Z\"}");
+  const nlohmann::json parsed = nlohmann::json::parse(MessageJson(m));
+  EXPECT_EQ(parsed["body"], m.body);
+}
+
 TEST(EventJson, EveryKindParsesWithItsTypeAndEvent) {
   const std::pair<EventKind, std::pair<const char*, const char*>> kinds[] = {
       {EventKind::kUserCreated, {"user", "created"}},
