@@ -186,10 +186,12 @@ if [[ ${QUIRE_SKIP_TSAN:-0} == 1 ]]; then
   echo "test.sh: ThreadSanitizer pass skipped (QUIRE_SKIP_TSAN=1)"
 else
   # Only what runs here is built. Full -g: the suppressions name inlined
-  # frames, which -g1 does not describe.
+  # frames, which -g1 does not describe. -O1: the build took 285 s instead of
+  # 351 s at -O2, and the tests the same 161 s.
   QUIRE_BUILD_TARGETS="quire quire_unit_tests quire_api_tests quire_conformance_sqlite quire_conformance_lmdb" \
     "${ROOT}/tools/build.sh" "${ROOT}/build-tsan" -DQUIRE_SANITIZE=OFF -DQUIRE_TSAN=ON \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIRE_TEST_DATABASES=sqlite
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g -DNDEBUG" \
+    -DQUIRE_TEST_DATABASES=sqlite
   echo "test.sh: ThreadSanitizer build finished after ${SECONDS}s"
   # history_size=7: the longest access history, so that the earlier access
   # of a report has its stack (a report whose stack was not restored cannot
