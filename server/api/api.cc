@@ -66,10 +66,13 @@ void SendJsonText(http::Responder& responder, int status, std::string body,
   responder.Send(std::move(response));
 }
 
+std::string JsonText(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 void SendJson(http::Responder& responder, int status, const json& body,
               std::vector<std::string> cookies = {}) {
-  SendJsonText(responder, status, body.dump(-1, ' ', false, json::error_handler_t::replace),
-               std::move(cookies));
+  SendJsonText(responder, status, JsonText(body), std::move(cookies));
 }
 
 void SendError(http::Responder& responder, int status, const std::string& message) {
@@ -131,20 +134,18 @@ struct Api::Call {
 
   // A reply for when `result` is known: the request stays open meanwhile
   // without a thread (answered from the committer after the commit).
+  // `body` renders the result as JSON text.
   template <class T>
-  chat::Reply<T> Later(std::function<json(const T&)> body, int status = 202) {
+  chat::Reply<T> LaterText(std::function<std::string(const T&)> body, int status = 202) {
     return [responder = responder.Keep(), body = std::move(body), status](chat::Result<T> result) {
-      if (!result.ok()) return SendError(*responder, result.error());
-      SendJson(*responder, status, body(result.value()));
-    };
-  }
-  // The same for a body rendered as JSON text by `body`.
-  template <class T>
-  chat::Reply<T> LaterText(std::string (*body)(const T&), int status = 202) {
-    return [responder = responder.Keep(), body, status](chat::Result<T> result) {
       if (!result.ok()) return SendError(*responder, result.error());
       SendJsonText(*responder, status, body(result.value()));
     };
+  }
+  // The same with `body` making a JSON value.
+  template <class T>
+  chat::Reply<T> Later(std::function<json(const T&)> body, int status = 202) {
+    return LaterText<T>([body = std::move(body)](const T& v) { return JsonText(body(v)); }, status);
   }
   // The same for a 204 with `cookies`.
   chat::Reply<chat::Done> LaterNoContent(std::vector<std::string> cookies) {
