@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <thread>
 
 #include "server/chat/event_json.h"
 #include "server/fanout/resume_point.h"
@@ -101,6 +102,7 @@ void EventHub::ContinueReplay(const std::shared_ptr<Replay>& replay) {
           stream.End();  // a purge overtook the replay; the reconnect gets 410
           return;
         }
+        replay->stream->LimitSendBuffer(options_.live_send_buffer);
         subscribers_.push_back(std::make_shared<Subscriber>(Subscriber{
             replay->stream, replay->cursor, replay->user_id, replay->token_hash, Clock::now()}));
         return;
@@ -194,8 +196,13 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     page.whole = http::MakeChunk(page.frames);
     // Write to the streams without the lock: joining streams, session ends
     // and Pace never wait for a fan-out in progress.
+    // How far the streams lag is summed for Pace while each is at hand.
+    std::size_t lag_bytes = 0;
     if (!page.events.empty()) {
-      for (const auto& sub : Snapshot()) DeliverPage(*sub, page);
+      for (const auto& sub : Snapshot()) {
+        DeliverPage(*sub, page);
+        lag_bytes += LagBytes(*sub);
+      }
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return storage::Status::Ok();
@@ -207,7 +214,7 @@ storage::Status EventHub::PublishNew(const storage::Head& head) {
     published_ = CursorAfterPage(cursor, head.last_seq, page.events, options_.read_page);
     cursor = published_;
     std::erase_if(subscribers_, [](const auto& sub) { return sub->stream->Closed(); });
-    PublishedTo(published_);
+    PublishedTo(published_, lag_bytes);
   }
   return storage::Status::Ok();
 }
@@ -235,11 +242,13 @@ std::vector<std::shared_ptr<EventHub::Subscriber>> EventHub::Snapshot() {
   return subscribers_;
 }
 
-void EventHub::PublishedTo(std::int64_t seq) {
+void EventHub::PublishedTo(std::int64_t seq, std::size_t lag_bytes) {
   {
     std::lock_guard<std::mutex> lock(pace_mu_);
     pace_published_ = seq;
     pace_idle_ = stopping_ || subscribers_.empty();
+    pace_live_ = subscribers_.size();
+    pace_lag_bytes_ = lag_bytes;
     while (!unpublished_.empty() && (pace_idle_ || unpublished_.front().seq <= seq)) {
       unpublished_.pop_front();
     }
@@ -316,6 +325,27 @@ void EventHub::Pace(std::int64_t committed_seq) {
     return pace_idle_ || unpublished_.empty() ||
            Clock::now() - unpublished_.front().at < options_.max_lag;
   });
+  // Nothing tells when a socket drains, so while the streams lag they are
+  // looked at again every millisecond (and only then).
+  const auto drain_deadline = Clock::now() + options_.lag_wait;
+  while (Lagging() && Clock::now() < drain_deadline) {
+    lock.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const std::vector<std::shared_ptr<Subscriber>> live = Snapshot();
+    std::size_t lag_bytes = 0;
+    for (const auto& sub : live) lag_bytes += LagBytes(*sub);
+    lock.lock();
+    pace_live_ = live.size();
+    pace_lag_bytes_ = lag_bytes;
+  }
+}
+
+std::size_t EventHub::LagBytes(const Subscriber& sub) const {
+  return sub.stream->Stalled(options_.stalled_after) ? 0 : sub.stream->PendingBytes();
+}
+
+bool EventHub::Lagging() const {
+  return !pace_idle_ && pace_lag_bytes_ > pace_live_ * options_.lag_bytes;
 }
 
 std::vector<std::string> EventHub::OpenSessions() {

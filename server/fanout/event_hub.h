@@ -52,6 +52,22 @@ struct HubOptions {
   // (a bound on how far senders may run ahead of their readers).
   std::chrono::milliseconds pace_wait{8};
   std::chrono::milliseconds max_lag{50};
+  // And while the live streams lag, on average, more than lag_bytes behind
+  // their clients, it waits up to lag_wait per commit for them to drain.
+  // When the clients, not the pump, cannot keep up, senders slow down,
+  // instead of delivery lag growing until the streams reach
+  // max_pending_bytes and are cut. Only clients that read count: a stream
+  // whose socket took nothing for stalled_after (a laptop asleep) does not,
+  // and what slow readers can do is bounded by lag_wait per commit.
+  std::size_t lag_bytes = 4 << 10;
+  std::chrono::milliseconds stalled_after{1000};
+  std::chrono::milliseconds lag_wait{50};
+  // The kernel's send buffer of a live stream's socket (a replay keeps the
+  // kernel's own, which grows for a fast catch-up). Loopback and LAN
+  // sockets otherwise buffer megabytes: seconds of events that neither the
+  // client has nor Pace sees. 16 KiB (32 KiB in the kernel's count) carries
+  // ~1,000 events/s to a client 100 ms away.
+  std::size_t live_send_buffer = 16 << 10;
 };
 
 class EventHub final : public chat::SessionObserver {
@@ -93,7 +109,9 @@ class EventHub final : public chat::SessionObserver {
   // before last (so the next commit overlaps the fan-out of the previous
   // one); and while an event committed more than options.max_lag ago is still
   // not sent, waits for that (at most a second: a stuck pump does not stop
-  // the writes). No wait while no stream is open.
+  // the writes); then, while the streams lag behind clients that read
+  // (options.lag_bytes on average), up to options.lag_wait for them to read.
+  // No wait while no stream is open.
   void Pace(std::int64_t committed_seq);
 
  private:
@@ -132,8 +150,13 @@ class EventHub final : public chat::SessionObserver {
   bool Deliver(Subscriber& sub, const http::ChunkPtr& chunk);
   // The live streams, to write to without holding mu_.
   std::vector<std::shared_ptr<Subscriber>> Snapshot();
-  // Tells Pace how far the streams got (with mu_ held).
-  void PublishedTo(std::int64_t seq);
+  // Tells Pace how far the streams got, and their LagBytes (with mu_ held).
+  void PublishedTo(std::int64_t seq, std::size_t lag_bytes = 0);
+  // The bytes waiting for the stream's client, or 0 if it stopped reading.
+  std::size_t LagBytes(const Subscriber& sub) const;
+  // Whether the live streams lag more than options.lag_bytes on average
+  // (with pace_mu_ held).
+  bool Lagging() const;
   void EndWhere(const std::function<bool(const Subscriber&)>& predicate);
 
   storage::Store& store_;
@@ -155,6 +178,8 @@ class EventHub final : public chat::SessionObserver {
   std::int64_t pace_published_ = 0;  // published_, guarded by pace_mu_
   bool pace_idle_ = true;            // no stream open, or stopping; guarded by pace_mu_
   std::int64_t pace_behind_ = 0;     // the previous batch's sequence; guarded by pace_mu_
+  std::size_t pace_live_ = 0;        // live streams; guarded by pace_mu_
+  std::size_t pace_lag_bytes_ = 0;   // their LagBytes; guarded by pace_mu_
   struct Committed {
     std::int64_t seq;
     std::chrono::steady_clock::time_point at;

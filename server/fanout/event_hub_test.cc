@@ -6,12 +6,15 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/chat/event_json.h"
@@ -31,7 +34,7 @@ class FakeStream final : public http::ResponseStream {
     bytes_ += chunk->bytes();
     return true;
   }
-  std::size_t PendingBytes() const override { return 0; }
+  std::size_t PendingBytes() const override { return pending_.load(); }
   void WhenDrained(std::size_t, std::chrono::milliseconds,
                    std::function<void(bool)> callback) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -66,6 +69,12 @@ class FakeStream final : public http::ResponseStream {
     std::lock_guard<std::mutex> lock(mu_);
     return static_cast<bool>(drain_);
   }
+  // What PendingBytes() reports: bytes the client has not read.
+  void set_pending(std::size_t bytes) { pending_.store(bytes); }
+  bool Stalled(std::chrono::milliseconds) const override { return stalled_.load(); }
+  void set_stalled(bool stalled) { stalled_.store(stalled); }
+  void LimitSendBuffer(std::size_t bytes) override { send_buffer_.store(bytes); }
+  std::size_t send_buffer() const { return send_buffer_.load(); }
 
  private:
   mutable std::mutex mu_;
@@ -73,6 +82,9 @@ class FakeStream final : public http::ResponseStream {
   int writes_ = 0;
   std::string bytes_;
   std::function<void(bool)> drain_;
+  std::atomic<std::size_t> pending_{0};
+  std::atomic<bool> stalled_{false};
+  std::atomic<std::size_t> send_buffer_{0};
 };
 
 class EventHubTest : public ::testing::Test {
@@ -106,11 +118,23 @@ class EventHubTest : public ::testing::Test {
 
   // A hub that replays one event per page, so a replay from 0 waits for its
   // stream to drain after the first.
-  void StartHub() {
-    HubOptions options;
+  void StartHub(HubOptions options = {}) {
     options.read_page = 1;
     hub_ = std::make_unique<EventHub>(*store_, options);
     ASSERT_TRUE(hub_->Start().ok());
+  }
+
+  // Commits one more event and waits until the pump has delivered it.
+  void CommitAndPublish(int n) {
+    const std::string name = "more " + std::to_string(n);
+    Apply(storage::op::CreateConversation{storage::Conversation{
+        "C00000000000010" + std::to_string(n), name, name, 1, 1, std::nullopt}});
+    storage::Head head;
+    ASSERT_TRUE(store_->GetHead(&head).ok());
+    for (int i = 0; i < 5000 && hub_->GetStats().published < head.last_seq; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ASSERT_EQ(hub_->GetStats().published, head.last_seq);
   }
 
   static constexpr const char* kToken = "token-hash-1";
@@ -173,6 +197,71 @@ TEST_F(EventHubTest, AnEventGoesOutAsOneChunkHoldingItsSseFrame) {
   std::snprintf(size, sizeof size, "%zx\r\n", frame.size());
   EXPECT_EQ(stream->bytes(), size + frame + "\r\n");
   stream->End();  // runs the drain callback, which holds the replay and so the stream
+}
+
+// A hub whose Pace waits for streams that lag more than 1,000 bytes, up to
+// `lag_wait` per commit, with one live stream holding `pending` unread bytes
+// when the pump delivers the next event (the 4th).
+class PaceTest : public EventHubTest {
+ protected:
+  std::shared_ptr<FakeStream> LiveStreamAfterACommit(std::chrono::milliseconds lag_wait,
+                                                     std::size_t pending, bool stalled = false) {
+    HubOptions options;
+    options.lag_bytes = 1000;
+    options.lag_wait = lag_wait;
+    StartHub(options);
+    auto stream = std::make_shared<FakeStream>();
+    hub_->Attach(stream, 3, "U000000000000001", kToken);  // level with the hub: live at once
+    EXPECT_EQ(hub_->LiveStreams(), 1u);
+    EXPECT_EQ(stream->send_buffer(), options.live_send_buffer) << "a live stream's kernel buffer";
+    stream->set_pending(pending);
+    stream->set_stalled(stalled);
+    CommitAndPublish(1);
+    return stream;
+  }
+};
+
+// Clients that all read slower than the senders send: the committer waits
+// for them (a brake on the senders) instead of their streams growing until
+// they are cut. It waits until they drain, and no longer.
+TEST_F(PaceTest, PaceWaitsWhileTheStreamsLagUntilTheyDrain) {
+  auto stream = LiveStreamAfterACommit(std::chrono::seconds(20), 5000);
+  std::atomic<std::int64_t> drained_at{0};
+  std::thread reader([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    drained_at.store(std::chrono::steady_clock::now().time_since_epoch().count());
+    stream->set_pending(0);
+  });
+  const auto started = std::chrono::steady_clock::now();
+  hub_->Pace(4);
+  const auto returned = std::chrono::steady_clock::now();
+  reader.join();
+  EXPECT_GE(returned.time_since_epoch().count(), drained_at.load())
+      << "Pace returned while the stream still lagged";
+  EXPECT_LT(returned - started, std::chrono::seconds(10)) << "Pace waited past the drain";
+  stream->End();
+}
+
+// A client that stopped reading (its socket took nothing for a while) does
+// not hold the senders back: it is cut once it holds max_pending_bytes.
+TEST_F(PaceTest, PaceDoesNotWaitForAStreamWhoseClientStoppedReading) {
+  auto stream = LiveStreamAfterACommit(std::chrono::seconds(60), 500000, /*stalled=*/true);
+  const auto started = std::chrono::steady_clock::now();
+  hub_->Pace(4);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30))
+      << "a stalled client held the committer";
+  stream->End();
+}
+
+// Slow readers hold each commit back by lag_wait at most.
+TEST_F(PaceTest, PaceWaitsForLaggingStreamsAtMostLagWaitPerCommit) {
+  auto stream = LiveStreamAfterACommit(std::chrono::milliseconds(50), 500000);
+  const auto started = std::chrono::steady_clock::now();
+  hub_->Pace(4);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(waited, std::chrono::milliseconds(50)) << "Pace did not wait for a lagging stream";
+  EXPECT_LT(waited, std::chrono::seconds(30));
+  stream->End();
 }
 
 }  // namespace

@@ -108,6 +108,18 @@ class ResponseStream {
   // Bytes queued but not yet written to the socket.
   virtual std::size_t PendingBytes() const = 0;
 
+  // Whether bytes have waited for more than `for_at_least` with none taken by
+  // the socket: the client stopped reading (not merely reads slowly).
+  virtual bool Stalled(std::chrono::milliseconds for_at_least) const {
+    (void)for_at_least;
+    return false;
+  }
+
+  // Caps the kernel's send buffer of the socket (SO_SNDBUF) for the rest of
+  // the stream, so that what the client has not read waits here, where
+  // PendingBytes() sees it, rather than in megabytes of kernel buffers.
+  virtual void LimitSendBuffer(std::size_t bytes) { (void)bytes; }
+
   // Runs `callback` on a worker thread, no thread waiting meanwhile,
   // with true once PendingBytes() <= limit, or with false once the stream
   // closed or `timeout` passed first. On a timeout the stream is dropped and

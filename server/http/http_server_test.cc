@@ -804,6 +804,30 @@ TEST_F(HttpServerTest, StreamOutlivesHeaderTimeoutAndEndsAtKeepalive) {
   EXPECT_TRUE(stream->Closed());
 }
 
+// A stream with a capped kernel buffer keeps what its client has not read
+// where PendingBytes() sees it, and tells a client that stopped reading
+// (Stalled) from one that reads.
+TEST_F(HttpServerTest, AStreamKnowsWhatItsClientHasNotReadAndWhetherItStopped) {
+  StartServer();
+  auto c = std::make_unique<RawClient>(server_->port(), /*rcvbuf=*/4096);
+  c->Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto stream = box_.Take();
+  ASSERT_TRUE(stream);
+  stream->LimitSendBuffer(16 << 10);
+  auto chunk = MakeChunk(std::string(16 * 1024, 'x'));
+  for (int i = 0; i < 64; ++i) ASSERT_TRUE(stream->Write(chunk));  // 1 MiB
+  EXPECT_GT(stream->PendingBytes(), (1u << 20) - (200u << 10))
+      << "the kernel took more than its capped buffer";
+  EXPECT_FALSE(stream->Stalled(2000ms)) << "bytes have only just begun to wait";
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(stream->Stalled(100ms)) << "the client has read nothing for 300 ms";
+  c->ReadUntil([](const std::string& b) { return b.size() > (1u << 20); }, 5000ms);
+  for (int i = 0; i < 500 && stream->PendingBytes() != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(stream->PendingBytes(), 0u);
+  EXPECT_FALSE(stream->Stalled(0ms)) << "nothing waits once the client read it all";
+  stream->End();
+}
+
 // WhenDrained calls back, on a worker and with no thread waiting meanwhile,
 // once the client read enough, at once when it already has, with false once
 // the client goes, and with false after its timeout, when the stream is

@@ -14,6 +14,7 @@
 // weakly to their connection and the registry.
 #pragma once
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -172,6 +173,24 @@ class StreamImpl final : public ResponseStream {
   std::int64_t StalledSince() const { return stalled_since_ns_.load(); }
 
   std::size_t PendingBytes() const override { return pending_->bytes.load() + queued_.load(); }
+
+  bool Stalled(std::chrono::milliseconds for_at_least) const override {
+    const std::int64_t since = StalledSince();
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    return since != 0 &&
+           now - since > std::chrono::duration_cast<std::chrono::nanoseconds>(for_at_least).count();
+  }
+
+  void LimitSendBuffer(std::size_t bytes) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || socket_ < 0) return;
+    const int size = static_cast<int>(std::min<std::size_t>(bytes, 1 << 30));
+    if (::setsockopt(socket_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0) {
+      Log("cannot limit a stream's send buffer");
+    }
+  }
 
   void WhenDrained(std::size_t limit, std::chrono::milliseconds timeout,
                    std::function<void(bool)> callback) override {
