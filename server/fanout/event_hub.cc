@@ -341,7 +341,8 @@ void EventHub::Pace(std::int64_t committed_seq) {
 }
 
 std::size_t EventHub::LagBytes(const Subscriber& sub) const {
-  return sub.stream->Stalled(options_.stalled_after) ? 0 : sub.stream->PendingBytes();
+  const std::size_t pending = sub.stream->PendingBytes();
+  return pending == 0 || sub.stream->Stalled(options_.stalled_after) ? 0 : pending;
 }
 
 bool EventHub::Lagging() const {

@@ -115,9 +115,10 @@ class ResponseStream {
     return false;
   }
 
-  // Caps the kernel's send buffer of the socket (SO_SNDBUF) for the rest of
-  // the stream, so that what the client has not read waits here, where
-  // PendingBytes() sees it, rather than in megabytes of kernel buffers.
+  // Caps the kernel's send buffer of the socket (SO_SNDBUF), so that what the
+  // client has not read waits here, where PendingBytes() sees it, rather than
+  // in megabytes of kernel buffers. It stays for the connection's life,
+  // requests after the stream included.
   virtual void LimitSendBuffer(std::size_t bytes) { (void)bytes; }
 
   // Runs `callback` on a worker thread, no thread waiting meanwhile,

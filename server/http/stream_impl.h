@@ -176,11 +176,9 @@ class StreamImpl final : public ResponseStream {
 
   bool Stalled(std::chrono::milliseconds for_at_least) const override {
     const std::int64_t since = StalledSince();
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::steady_clock::now().time_since_epoch())
-                                 .count();
-    return since != 0 &&
-           now - since > std::chrono::duration_cast<std::chrono::nanoseconds>(for_at_least).count();
+    if (since == 0) return false;  // nothing waits: no clock read (the pump asks every page)
+    return NowNs() - since >
+           std::chrono::duration_cast<std::chrono::nanoseconds>(for_at_least).count();
   }
 
   void LimitSendBuffer(std::size_t bytes) override {
@@ -310,10 +308,15 @@ class StreamImpl final : public ResponseStream {
     if (after == 0) {
       stalled_since_ns_.store(0);
     } else if (after < before || stalled_since_ns_.load() == 0) {
-      stalled_since_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  std::chrono::steady_clock::now().time_since_epoch())
-                                  .count());
+      stalled_since_ns_.store(NowNs());
     }
+  }
+
+  // The steady clock in ns, as StalledSince() counts it.
+  static std::int64_t NowNs() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
   }
 
   // Asks to be called back when the full socket drains. Called with mu_ held.
