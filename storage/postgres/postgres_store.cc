@@ -747,6 +747,18 @@ class PostgresEngine final : public Engine {
   ~PostgresEngine() override {
     commits_.Close();  // ends the listener's loop and every WaitForCommit
     if (listener_.joinable()) listener_.join();
+    // The use lock is released here, not by the disconnect: a backend lets
+    // its session locks go only when it exits, after the client has closed,
+    // and a command run right after this one (a check after a migrate) was
+    // refused as "being migrated" meanwhile.
+    if (held_) {
+      try {
+        pqxx::nontransaction tx(*held_);
+        tx.exec("SELECT pg_advisory_unlock_all()");
+      } catch (const std::exception&) {
+        // A broken connection holds no lock.
+      }
+    }
   }
 
   // Connects once (reporting why not) and migrates; then starts listening.

@@ -543,6 +543,28 @@ TEST_F(PostgresStoreTest, HoldKeepsServersAndMaintenanceApart) {
   EXPECT_EQ(registry.Open(url_, &store).code(), Status::Code::kUnavailable);
 }
 
+// A command run right after another (a check after a migrate) finds the
+// database free: the lock is let go when the engine goes, not some time
+// later when its backend exits.
+TEST_F(PostgresStoreTest, AnEngineThatWentHoldsNoLockAfterIt) {
+  pqxx::connection watcher(url_);
+  const auto advisory_locks = [&] {
+    pqxx::nontransaction tx(watcher);
+    return tx
+        .exec1(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())")[0]
+        .as<int>();
+  };
+  for (int round = 0; round < 10; ++round) {
+    std::unique_ptr<Engine> maintain = OpenEngine(EngineUse::kMaintain);
+    ASSERT_NE(maintain, nullptr) << "refused in round " << round;
+    EXPECT_EQ(advisory_locks(), 1);
+    maintain.reset();
+    EXPECT_EQ(advisory_locks(), 0) << "round " << round << ": the lock outlived its engine";
+  }
+}
+
 TEST_F(PostgresStoreTest, HeadBreakRoundTripsAndSurvivesReopening) {
   const Head head{1'000'000'000'200, 7, 150, 1'000'000'000'150};
   {
